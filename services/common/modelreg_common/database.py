@@ -1,0 +1,36 @@
+"""One asyncpg pool per service, its connections confined to the service's own schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from modelreg_common.errors import Unavailable
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(
+    dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10
+) -> asyncpg.Pool[Any]:
+    """A pool whose every connection has `search_path` set to `schema`, so a service's SQL
+    names its own tables unqualified and cannot stray into another service's."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            server_settings={"search_path": schema, "application_name": f"modelreg-{schema}"},
+        )
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+        raise Unavailable(f"cannot connect to PostgreSQL: {exc}", backend="postgres") from exc
+    assert pool is not None
+    return pool

@@ -1,0 +1,243 @@
+"""Server bootstrap shared by every service: migrations, pools, interceptors, health,
+reflection, metrics, peers, and a graceful stop.
+
+A service plugs in with a `ServiceSpec` (name, schema, migrations, factory); its factory gets a
+`ServiceRuntime` and returns a `ServiceComponent` that registers servicers and runs workers.
+One `RegistryServer` serves any set of them on one port: all four in the embedded default,
+one per process in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from modelreg_common.addresses import is_loopback, split_host_port
+from modelreg_common.auth import Authenticator
+from modelreg_common.database import create_pool
+from modelreg_common.interceptors import server_interceptors
+from modelreg_common.logs import get_logger
+from modelreg_common.metrics import RpcMetrics
+from modelreg_common.migrations import Migration, load_migrations, migrate_dsn
+from modelreg_common.settings import Settings
+from modelreg_common.telemetry import Telemetry
+
+log = get_logger("modelreg.server")
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+
+
+class ServiceComponent(Protocol):
+    """What a service's factory returns: its servicers and background workers."""
+
+    @property
+    def service_names(self) -> Sequence[str]:
+        """Full proto names of the gRPC services it serves, for health and reflection."""
+
+    def register(self, server: aio.Server) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    schema: str
+    migrations_package: str | None
+    create: Callable[[ServiceRuntime], Awaitable[ServiceComponent]]
+
+    def migrations(self) -> list[Migration]:
+        if self.migrations_package is None:
+            return []
+        return load_migrations(self.migrations_package, self.name)
+
+
+class Peers:
+    """Channels to other services; a peer with no configured target is this process."""
+
+    def __init__(
+        self, settings: Settings, self_target: Callable[[], str], interceptors: Sequence[Any]
+    ) -> None:
+        self._settings = settings.peers
+        self._self_target = self_target
+        self._interceptors = list(interceptors)
+        self._channels: dict[str, aio.Channel] = {}
+
+    @property
+    def timeout(self) -> float:
+        return self._settings.timeout_seconds
+
+    def target(self, name: str) -> str:
+        configured: str = getattr(self._settings, name, "")
+        return configured or self._self_target()
+
+    def channel(self, name: str) -> aio.Channel:
+        if name not in self._channels:
+            self._channels[name] = aio.insecure_channel(
+                self.target(name), interceptors=self._interceptors or None
+            )
+        return self._channels[name]
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+
+
+@dataclass
+class ServiceRuntime:
+    """What the runtime hands a service: settings, its own pool, peers, telemetry."""
+
+    settings: Settings
+    dsn: str
+    pool: asyncpg.Pool[Any]
+    peers: Peers
+    telemetry: Telemetry
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+async def migrate_services(dsn: str, specs: Sequence[ServiceSpec]) -> dict[str, list[str]]:
+    return {spec.name: await migrate_dsn(dsn, spec.schema, spec.migrations()) for spec in specs}
+
+
+class RegistryServer:
+    def __init__(
+        self,
+        settings: Settings,
+        specs: Sequence[ServiceSpec],
+        dsn: str,
+        *,
+        telemetry: Telemetry | None = None,
+        authenticator: Authenticator | None = None,
+        metrics: RpcMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.specs = list(specs)
+        self.dsn = dsn
+        self.telemetry = telemetry or Telemetry(settings.telemetry)
+        self.authenticator = authenticator or Authenticator.from_settings(settings.auth)
+        self.metrics = metrics or RpcMetrics()
+        self.port = 0
+        self.health = health.aio.HealthServicer()
+        self.components: list[ServiceComponent] = []
+        self._pools: list[asyncpg.Pool[Any]] = []
+        self._server: aio.Server | None = None
+        self._peers = Peers(
+            settings, lambda: f"127.0.0.1:{self.port}", self.telemetry.client_interceptors()
+        )
+
+    @property
+    def address(self) -> str:
+        host, _ = split_host_port(self.settings.listen)
+        return f"{host}:{self.port}"
+
+    def _check_auth_exposure(self) -> None:
+        host, _ = split_host_port(self.settings.listen)
+        if self.settings.auth.mode == "local" and not is_loopback(host):
+            raise RuntimeError(
+                f"auth mode 'local' lets anyone call as {self.settings.auth.local_principal!r}; "
+                f"refusing to listen on {host}. Set MODELREG_AUTH__MODE=token or listen on "
+                "127.0.0.1."
+            )
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        tls = self.settings.tls
+        if tls.cert_file is None or tls.key_file is None:
+            return None
+        client_ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
+        return grpc.ssl_server_credentials(
+            [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+
+    async def start(self) -> None:
+        self._check_auth_exposure()
+        await migrate_services(self.dsn, self.specs)
+        limit = self.settings.max_message_bytes
+        server = aio.server(
+            interceptors=server_interceptors(
+                self.authenticator, self.metrics, self.telemetry.server_interceptors()
+            ),
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+                # Without this a second server on the same port starts "fine" and steals calls.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self._server = server
+        names: list[str] = []
+        for spec in self.specs:
+            pool = await create_pool(
+                self.dsn,
+                spec.schema,
+                min_size=self.settings.pool_min_size,
+                max_size=self.settings.pool_max_size,
+            )
+            self._pools.append(pool)
+            runtime = ServiceRuntime(self.settings, self.dsn, pool, self._peers, self.telemetry)
+            component = await spec.create(runtime)
+            component.register(server)
+            self.components.append(component)
+            names.extend(component.service_names)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [*names, HEALTH_SERVICE, reflection.SERVICE_NAME], server
+        )
+        credentials = self._credentials()
+        if credentials is None:
+            self.port = server.add_insecure_port(self.settings.listen)
+        else:
+            self.port = server.add_secure_port(self.settings.listen, credentials)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.listen}")
+        await server.start()
+        for component in self.components:
+            await component.start()
+        if self.settings.metrics_listen:
+            self.metrics.serve(self.settings.metrics_listen)
+        for name in ["", *names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("server.started", address=self.address, services=names)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting calls, let in-flight ones finish within `grace`, then release all."""
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+        for component in reversed(self.components):
+            await component.stop()
+        await self._peers.close()
+        for pool in self._pools:
+            await pool.close()
+        self.telemetry.shutdown()
+        log.info("server.stopped")
+
+    async def serve_until_signal(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("server.stopping")
+            await self.stop()

@@ -1,0 +1,1 @@
+"""`modelreg`: the command line that serves, migrates and checks the registry."""

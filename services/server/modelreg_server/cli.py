@@ -1,0 +1,90 @@
+"""modelreg serve | migrate | version | health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from modelreg_common import __version__
+from modelreg_common.logs import configure_logging
+from modelreg_common.server import RegistryServer, migrate_services
+from modelreg_common.settings import Settings
+from modelreg_server.catalog import SERVICES, load_specs
+from modelreg_server.database import database
+
+
+async def _serve(settings: Settings, services: Sequence[str] | None) -> None:
+    specs = load_specs(services)
+    async with database(settings) as dsn:
+        await RegistryServer(settings, specs, dsn).serve_until_signal()
+
+
+async def _migrate(settings: Settings, services: Sequence[str] | None) -> None:
+    async with database(settings) as dsn:
+        applied = await migrate_services(dsn, load_specs(services))
+    for name, labels in applied.items():
+        print(f"{name}: {len(labels)} migration(s) applied" + (f" ({', '.join(labels)})" if labels else ""))
+
+
+def _health(target: str, timeout: float) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
+            listing = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=timeout
+            )
+            services = [s.name for r in listing for s in r.list_services_response.service]
+        except grpc.RpcError as exc:
+            print(f"{target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{target}: {status}")
+    for name in services:
+        print(f"  {name}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelreg", description="The modelreg model registry.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the registry (all services by default)")
+    serve.add_argument(
+        "--service",
+        action="append",
+        choices=sorted(SERVICES) or None,
+        help="run only this service (repeatable); default: every service in one process",
+    )
+    serve.add_argument("--listen", help="host:port (default 127.0.0.1:50051, MODELREG_LISTEN)")
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    migrate.add_argument("--service", action="append", choices=sorted(SERVICES) or None)
+    commands.add_parser("version", help="print the version")
+    check = commands.add_parser("health", help="check a running registry")
+    check.add_argument("--target", default="127.0.0.1:50051")
+    check.add_argument("--timeout", type=float, default=5.0)
+    args = parser.parse_args(argv)
+
+    if args.command == "version":
+        print(f"modelreg {__version__}")
+        return 0
+    if args.command == "health":
+        return _health(args.target, args.timeout)
+    overrides = {"listen": args.listen} if getattr(args, "listen", None) else {}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings)
+    if args.command == "serve":
+        asyncio.run(_serve(settings, args.service))
+    else:
+        asyncio.run(_migrate(settings, args.service))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
