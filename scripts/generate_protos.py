@@ -18,10 +18,15 @@ GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 
 def main() -> int:
-    for old in (OUT / "modelreg").rglob("*_pb2*"):
-        if old.name.endswith(GENERATED_SUFFIXES):
-            old.unlink()
-    sources = sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "modelreg").rglob("*.proto"))
+    # `generate_protos.py metadata artifact` regenerates only those packages; default: all.
+    packages = sys.argv[1:] or sorted(p.name for p in (PROTOS / "modelreg").iterdir() if p.is_dir())
+    sources: list[str] = []
+    for package in packages:
+        for old in (OUT / "modelreg" / package).rglob("*_pb2*"):
+            if old.name.endswith(GENERATED_SUFFIXES):
+                old.unlink()
+        found = (PROTOS / "modelreg" / package).rglob("*.proto")
+        sources += sorted(str(p.relative_to(PROTOS)) for p in found)
     well_known = Path(protoc.__file__).parent / "_proto"
     # The mypy plugins live beside this interpreter, which need not be on PATH.
     bin_dir = Path(sys.executable).parent

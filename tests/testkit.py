@@ -37,3 +37,81 @@ def error_details(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], lis
 
 def status_reason(error: grpc.aio.AioRpcError) -> str:
     return error_details(error)[0]
+
+
+# -- a tiny service for testing the runtime itself -------------------------------------------
+# Raw-bytes handlers under a test-only name: the runtime is exercised over a real channel
+# without depending on any real service's contract.
+
+PROBE_SERVICE = "modelreg.testing.v1.ProbeService"
+
+
+class ProbeComponent:
+    """Echo the caller, raise a chosen error, or sleep: just enough to drive interceptors."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.started = asyncio.Event()
+        self.stopped = False
+
+    @property
+    def service_names(self) -> list[str]:
+        return [PROBE_SERVICE]
+
+    def register(self, server: grpc.aio.Server) -> None:
+        import asyncio
+
+        from modelreg_common import errors
+        from modelreg_common.context import current_principal
+
+        async def whoami(request: bytes, context: Any) -> bytes:
+            return current_principal().subject.encode()
+
+        async def fail(request: bytes, context: Any) -> bytes:
+            kind = request.decode()
+            if kind == "invalid":
+                raise errors.InvalidArgument("model.name", "must not be empty")
+            if kind == "not_found":
+                raise errors.NotFound("models/x", kind="registered model")
+            if kind == "etag":
+                raise errors.EtagMismatch("models/x")
+            if kind == "unavailable":
+                raise errors.Unavailable("s3 is down", backend="s3")
+            raise RuntimeError("secret internal detail")
+
+        async def sleep(request: bytes, context: Any) -> bytes:
+            await asyncio.sleep(float(request.decode()))
+            return b"slept"
+
+        async def count(request: bytes, context: Any) -> Any:
+            for i in range(int(request.decode())):
+                yield str(i).encode()
+            raise errors.NotFound("models/end", kind="registered model")
+
+        handlers = {
+            "WhoAmI": grpc.unary_unary_rpc_method_handler(whoami),
+            "Fail": grpc.unary_unary_rpc_method_handler(fail),
+            "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
+            "Count": grpc.unary_stream_rpc_method_handler(count),
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(PROBE_SERVICE, handlers),)
+        )
+
+    async def start(self) -> None:
+        self.started.set()
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+def probe_spec(component: ProbeComponent | None = None) -> Any:
+    from modelreg_common.server import ServiceRuntime, ServiceSpec
+
+    made = component or ProbeComponent()
+
+    async def create(runtime: ServiceRuntime) -> ProbeComponent:
+        return made
+
+    return ServiceSpec(name="probe", schema="probe", migrations_package=None, create=create)

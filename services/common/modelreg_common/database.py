@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -34,3 +36,17 @@ async def create_pool(
         raise Unavailable(f"cannot connect to PostgreSQL: {exc}", backend="postgres") from exc
     assert pool is not None
     return pool
+
+
+@contextlib.asynccontextmanager
+async def transaction(pool: asyncpg.Pool[Any]) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """A connection inside one transaction: committed on exit, rolled back on any error."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+async def runtime_secret(pool: asyncpg.Pool[Any], name: str) -> bytes:
+    value = await pool.fetchval("SELECT value FROM runtime_secrets WHERE name = $1", name)
+    if value is None:
+        raise RuntimeError(f"runtime secret {name!r} is missing; run the migrations")
+    return bytes(value)

@@ -23,11 +23,12 @@ from grpc_reflection.v1alpha import reflection
 
 from modelreg_common.addresses import is_loopback, split_host_port
 from modelreg_common.auth import Authenticator
-from modelreg_common.database import create_pool
+from modelreg_common.database import create_pool, runtime_secret
 from modelreg_common.interceptors import server_interceptors
 from modelreg_common.logs import get_logger
 from modelreg_common.metrics import RpcMetrics
 from modelreg_common.migrations import Migration, load_migrations, migrate_dsn
+from modelreg_common.page_tokens import PageTokens
 from modelreg_common.settings import Settings
 from modelreg_common.telemetry import Telemetry
 
@@ -97,13 +98,15 @@ class Peers:
 
 @dataclass
 class ServiceRuntime:
-    """What the runtime hands a service: settings, its own pool, peers, telemetry."""
+    """What the runtime hands a service: settings, its own pool, peers, telemetry, and the
+    page-token signer keyed by a secret all replicas share."""
 
     settings: Settings
     dsn: str
     pool: asyncpg.Pool[Any]
     peers: Peers
     telemetry: Telemetry
+    page_tokens: PageTokens
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -191,7 +194,10 @@ class RegistryServer:
                 max_size=self.settings.pool_max_size,
             )
             self._pools.append(pool)
-            runtime = ServiceRuntime(self.settings, self.dsn, pool, self._peers, self.telemetry)
+            page_tokens = PageTokens(await runtime_secret(pool, "page_token_key"))
+            runtime = ServiceRuntime(
+                self.settings, self.dsn, pool, self._peers, self.telemetry, page_tokens
+            )
             component = await spec.create(runtime)
             component.register(server)
             self.components.append(component)
@@ -218,10 +224,12 @@ class RegistryServer:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls, let in-flight ones finish within `grace`, then release all."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
-        if self._server is not None:
-            await self._server.stop(grace)
+        await server.stop(grace)
         for component in reversed(self.components):
             await component.stop()
         await self._peers.close()

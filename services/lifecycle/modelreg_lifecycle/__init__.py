@@ -1,0 +1,1 @@
+"""The lifecycle service: aliases, stages, transition requests and approvals, deployments, production metrics."""

@@ -1,0 +1,1 @@
+"""The metadata service: experiments, runs, registered models, model versions, lineage and search."""
