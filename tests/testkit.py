@@ -19,8 +19,10 @@ def make_settings(**overrides: Any) -> Settings:
 
 def error_details(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], list[tuple[str, str]]]:
     """(ErrorInfo.reason, ErrorInfo.metadata, BadRequest violations as (field, description))."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    reason, metadata, violations = "", {}, []
+    status = rpc_status.from_call(error)
+    reason = ""
+    metadata: dict[str, str] = {}
+    violations: list[tuple[str, str]] = []
     if status is None:
         return reason, metadata, violations
     for detail in status.details:
@@ -89,7 +91,7 @@ class ProbeComponent:
                 yield str(i).encode()
             raise errors.NotFound("models/end", kind="registered model")
 
-        handlers = {
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
             "WhoAmI": grpc.unary_unary_rpc_method_handler(whoami),
             "Fail": grpc.unary_unary_rpc_method_handler(fail),
             "Sleep": grpc.unary_unary_rpc_method_handler(sleep),

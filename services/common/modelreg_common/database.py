@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from modelreg_common.errors import Unavailable
+
+# A connection as handed out by a pool or opened directly; both run the same queries.
+Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
@@ -39,7 +42,7 @@ async def create_pool(
 
 
 @contextlib.asynccontextmanager
-async def transaction(pool: asyncpg.Pool[Any]) -> AsyncIterator[asyncpg.Connection[Any]]:
+async def transaction(pool: asyncpg.Pool[Any]) -> AsyncIterator[Connection]:
     """A connection inside one transaction: committed on exit, rolled back on any error."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn

@@ -4,10 +4,8 @@ saved in the write's own transaction; a replay gets the saved response back."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
-import asyncpg
-
+from modelreg_common.database import Connection
 from modelreg_common.errors import InvalidArgument
 
 
@@ -15,9 +13,7 @@ def request_hash(payload: bytes) -> bytes:
     return hashlib.sha256(payload).digest()
 
 
-async def lookup(
-    conn: asyncpg.Connection[Any], request_id: str, method: str, digest: bytes
-) -> bytes | None:
+async def lookup(conn: Connection, request_id: str, method: str, digest: bytes) -> bytes | None:
     """The saved response for `request_id`, or None. The same id on another request is an
     error: silently returning the other request's response would be worse."""
     row = await conn.fetchrow(
@@ -34,7 +30,7 @@ async def lookup(
 
 
 async def save(
-    conn: asyncpg.Connection[Any], request_id: str, method: str, digest: bytes, response: bytes
+    conn: Connection, request_id: str, method: str, digest: bytes, response: bytes
 ) -> None:
     await conn.execute(
         "INSERT INTO idempotency_keys (request_id, method, request_hash, response)"

@@ -42,9 +42,8 @@ _CLIENT_MISTAKES = frozenset(
 
 
 def _metadata_value(context: aio.ServicerContext[Any, Any], key: str) -> str | None:
-    for item in context.invocation_metadata() or ():
-        if item.key == key:
-            value = item.value
+    for item_key, value in context.invocation_metadata() or ():
+        if item_key == key:
             return value.decode() if isinstance(value, bytes) else value
     return None
 
@@ -80,6 +79,12 @@ class _Call:
             self.token = None
 
 
+def _behavior(function: Callable[..., Any] | None) -> Callable[..., Any]:
+    if function is None:
+        raise TypeError("handler has no behavior for its own kind")
+    return function
+
+
 class RuntimeInterceptor(aio.ServerInterceptor):
     def __init__(self, authenticator: Authenticator, metrics: RpcMetrics) -> None:
         self._authenticator = authenticator
@@ -87,33 +92,35 @@ class RuntimeInterceptor(aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method: str = handler_call_details.method
         if handler.request_streaming and handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(
-                self._streaming(method, handler.stream_stream),
+                self._streaming(method, _behavior(handler.stream_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.request_streaming:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(method, handler.stream_unary),
+                self._unary(method, _behavior(handler.stream_unary)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.response_streaming:
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, handler.unary_stream),
+                self._streaming(method, _behavior(handler.unary_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.unary_unary_rpc_method_handler(
-            self._unary(method, handler.unary_unary),
+            self._unary(method, _behavior(handler.unary_unary)),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -140,7 +147,9 @@ class RuntimeInterceptor(aio.ServerInterceptor):
     def _streaming(
         self, method: str, inner: Callable[..., Any]
     ) -> Callable[[Any, aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
-        async def behavior(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        async def behavior(
+            request: Any, context: aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
             call = _Call(method, context)
             try:
                 await call.begin(self._authenticator)

@@ -52,7 +52,14 @@ def _ensure_service_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
             check=True,
             capture_output=True,
         )
@@ -135,7 +142,12 @@ class LocalPostgres:
             "-c shared_buffers=128MB",
         ]
         if not self.durable:
-            options += ["-F", "-c fsync=off", "-c full_page_writes=off", "-c synchronous_commit=off"]
+            options += [
+                "-F",
+                "-c fsync=off",
+                "-c full_page_writes=off",
+                "-c synchronous_commit=off",
+            ]
         result = self._run(
             "pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60",
             "-l", str(self.data_dir / "server.log"), "-o", " ".join(options), "start",

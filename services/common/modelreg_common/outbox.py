@@ -9,9 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
 from modelreg_common.context import current_call, current_principal
+from modelreg_common.database import Connection
 from modelreg_common.telemetry import inject_trace_context
 
 NOTIFY_CHANNEL = "modelreg_outbox"
@@ -30,7 +29,7 @@ class OutboxEvent:
     request_id: str | None = None
 
 
-async def add_events(conn: asyncpg.Connection[Any], events: Sequence[OutboxEvent]) -> None:
+async def add_events(conn: Connection, events: Sequence[OutboxEvent]) -> None:
     """Record `events` in the outbox of the connection's schema. Must run inside the
     transaction of the change they describe."""
     if not events:
@@ -61,5 +60,5 @@ async def add_events(conn: asyncpg.Connection[Any], events: Sequence[OutboxEvent
     await conn.execute("SELECT pg_notify($1, current_schema())", NOTIFY_CHANNEL)
 
 
-async def add_event(conn: asyncpg.Connection[Any], event: OutboxEvent) -> None:
+async def add_event(conn: Connection, event: OutboxEvent) -> None:
     await add_events(conn, [event])

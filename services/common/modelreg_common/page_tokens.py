@@ -21,7 +21,9 @@ MAX_PAGE_SIZE = 1000
 _MAC_BYTES = 16
 
 
-def page_size(requested: int, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE) -> int:
+def page_size(
+    requested: int, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
+) -> int:
     """0 means the default; above the maximum is capped; negative is an error."""
     if requested < 0:
         raise InvalidArgument("page_size", "must not be negative")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -46,13 +47,13 @@ def error_domain(method: str) -> str:
 def _code_of(error: errors.DomainError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in _CODES:
-            return _CODES[cls]  # type: ignore[index]
+            return _CODES[cls]
     return grpc.StatusCode.INTERNAL
 
 
-def _pack(message: object) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
+    packed.Pack(message)
     return packed
 
 

@@ -41,14 +41,14 @@ class Telemetry:
             return []
         from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-        return [aio_server_interceptor(tracer_provider=self.provider)]
+        return [aio_server_interceptor(tracer_provider=self.provider)]  # type: ignore[no-untyped-call]
 
     def client_interceptors(self) -> list[Any]:
         if self.provider is None:
             return []
         from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-        return list(aio_client_interceptors(tracer_provider=self.provider))
+        return list(aio_client_interceptors(tracer_provider=self.provider))  # type: ignore[no-untyped-call]
 
     def shutdown(self) -> None:
         if self.provider is not None:

@@ -25,7 +25,10 @@ async def _migrate(settings: Settings, services: Sequence[str] | None) -> None:
     async with database(settings) as dsn:
         applied = await migrate_services(dsn, load_specs(services))
     for name, labels in applied.items():
-        print(f"{name}: {len(labels)} migration(s) applied" + (f" ({', '.join(labels)})" if labels else ""))
+        print(
+            f"{name}: {len(labels)} migration(s) applied"
+            + (f" ({', '.join(labels)})" if labels else "")
+        )
 
 
 def _health(target: str, timeout: float) -> int:
@@ -77,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "health":
         return _health(args.target, args.timeout)
     overrides = {"listen": args.listen} if getattr(args, "listen", None) else {}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = Settings(**overrides)
     configure_logging(settings)
     if args.command == "serve":
         asyncio.run(_serve(settings, args.service))

@@ -89,11 +89,18 @@ async def test_unexpected_exception_is_internal_with_correlation_id_only(start_s
 
 async def test_error_after_stream_items_is_mapped(start_server) -> None:
     server = await start_server([probe_spec()])
+    received: list[bytes] = []
+
+    async def consume(channel: aio.Channel) -> None:
+        count: aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+            f"/{PROBE_SERVICE}/Count"
+        )
+        async for item in count(b"3"):
+            received.append(item)
+
     async with aio.insecure_channel(server.address) as channel:
-        received = []
         with pytest.raises(aio.AioRpcError) as err:
-            async for item in channel.unary_stream(f"/{PROBE_SERVICE}/Count")(b"3"):
-                received.append(item)
+            await consume(channel)
     assert received == [b"0", b"1", b"2"]
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
@@ -108,8 +115,7 @@ async def test_metrics_count_calls_by_method_and_code(start_server) -> None:
     sample = metrics.registry.get_sample_value
     assert sample("modelreg_rpc_total", {"method": f"/{PROBE_SERVICE}/WhoAmI", "code": "OK"}) == 1
     assert (
-        sample("modelreg_rpc_total", {"method": f"/{PROBE_SERVICE}/Fail", "code": "NOT_FOUND"})
-        == 1
+        sample("modelreg_rpc_total", {"method": f"/{PROBE_SERVICE}/Fail", "code": "NOT_FOUND"}) == 1
     )
 
 
