@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -44,8 +43,8 @@ def stop(process: subprocess.Popen[bytes]) -> float:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "home"
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
 
 
 def serve(home: Path, port: int) -> subprocess.Popen[bytes]:

@@ -12,7 +12,9 @@ import pytest
 from modelreg_common.migrations import Migration, MigrationError, migrate_dsn, runtime_migrations
 
 # Not idempotent on purpose: applying either twice would fail loudly.
-SLOW_CREATE = Migration("demo", 1, "slow_create", "SELECT pg_sleep(0.3); CREATE TABLE things (id int);")
+SLOW_CREATE = Migration(
+    "demo", 1, "slow_create", "SELECT pg_sleep(0.3); CREATE TABLE things (id int);"
+)
 ADD_COLUMN = Migration("demo", 2, "add_column", "ALTER TABLE things ADD COLUMN name text;")
 
 

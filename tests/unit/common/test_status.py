@@ -30,4 +30,5 @@ def test_bug_is_internal_with_a_fresh_correlation_id() -> None:
     first = map_exception(KeyError("x"), "/m.x.v1.S/M")
     second = map_exception(KeyError("x"), "/m.x.v1.S/M")
     assert first.code == grpc.StatusCode.INTERNAL
-    assert first.correlation_id and first.correlation_id != second.correlation_id
+    assert first.correlation_id
+    assert first.correlation_id != second.correlation_id
