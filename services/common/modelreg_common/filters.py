@@ -593,9 +593,9 @@ def keyset_sql(
     if all(k.descending == keys[0].descending for k in keys):
         # One row comparison: PostgreSQL can walk a composite index from the position.
         cols = ", ".join(k.sql for k in keys)
-        marks = ", ".join(params.add(v) for v in values)
+        placeholders = ", ".join(params.add(v) for v in values)
         op = "<" if keys[0].descending else ">"
-        return f"(({cols}) {op} ({marks}))"
+        return f"(({cols}) {op} ({placeholders}))"
     marks = [params.add(v) for v in values]
     clauses = []
     for i, key in enumerate(keys):

@@ -11,6 +11,7 @@ from modelreg_common.filters import (
     And,
     Comparison,
     Field,
+    Fields,
     FieldType,
     MapField,
     Not,
@@ -25,7 +26,7 @@ from modelreg_common.filters import (
     parse_order_by,
 )
 
-FIELDS = {
+FIELDS: Fields = {
     "name": Field("i.name"),
     "version": Field("i.version", FieldType.INTEGER),
     "score": Field("i.score", FieldType.NUMBER, nullable=True),
