@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PROTO_SRC := protos
 PROTO_OUT := clients/python/src
 GENERATED := protos clients/python/src/modelreg
-PY_SOURCES := services clients/python/src tests bench
+PY_SOURCES := services clients/python/src tests scripts $(wildcard bench)
 
 .DEFAULT_GOAL := help
 
@@ -54,7 +54,7 @@ fmt: setup
 lint: setup
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
-	$(BIN)/mypy services clients/python/src tests bench
+	$(BIN)/mypy $(PY_SOURCES)
 	$(BIN)/lint-imports
 	$(BIN)/buf lint $(PROTO_SRC)
 	$(BIN)/buf format --exit-code -d $(PROTO_SRC) >/dev/null

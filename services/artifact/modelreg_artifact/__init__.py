@@ -1,1 +1,3 @@
-"""The artifact service: model files: streamed, checksummed, content-addressed blobs and their manifests."""
+"""The artifact service:
+model files: streamed, checksummed, content-addressed blobs and their manifests.
+"""

@@ -1,1 +1,3 @@
-"""The events service: the event log and audit trail, subscriptions, webhooks and their deliveries."""
+"""The events service:
+the event log and audit trail, subscriptions, webhooks and their deliveries.
+"""

@@ -1,1 +1,3 @@
-"""The lifecycle service: aliases, stages, transition requests and approvals, deployments, production metrics."""
+"""The lifecycle service:
+aliases, stages, transition requests and approvals, deployments, production metrics.
+"""

@@ -1,1 +1,3 @@
-"""The metadata service: experiments, runs, registered models, model versions, lineage and search."""
+"""The metadata service:
+experiments, runs, registered models, model versions, lineage and search.
+"""
