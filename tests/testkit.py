@@ -55,6 +55,7 @@ class ProbeComponent:
         import asyncio
 
         self.started = asyncio.Event()
+        self.sleeping = asyncio.Event()
         self.stopped = False
 
     @property
@@ -83,6 +84,7 @@ class ProbeComponent:
             raise RuntimeError("secret internal detail")
 
         async def sleep(request: bytes, context: Any) -> bytes:
+            self.sleeping.set()
             await asyncio.sleep(float(request.decode()))
             return b"slept"
 

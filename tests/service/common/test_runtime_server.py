@@ -9,10 +9,14 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from modelreg_common.auth import hash_token
+from modelreg_common.local_postgres import free_port
 from modelreg_common.metrics import RpcMetrics
-from modelreg_common.settings import AuthSettings, TokenEntry
+from modelreg_common.settings import AuthSettings, TelemetrySettings, TokenEntry
+from modelreg_common.telemetry import Telemetry
 from testkit import PROBE_SERVICE, ProbeComponent, error_details, make_settings, probe_spec
 
 
@@ -171,7 +175,7 @@ async def test_graceful_stop_drains_in_flight_call_and_refuses_new_ones(start_se
     server = await start_server([probe_spec(component)])
     async with aio.insecure_channel(server.address) as channel:
         in_flight = asyncio.ensure_future(call(channel, "Sleep")(b"0.5"))
-        await asyncio.sleep(0.1)  # let the call reach the handler before stopping
+        await asyncio.wait_for(component.sleeping.wait(), timeout=5)
         stopping = asyncio.ensure_future(server.stop(grace=5))
         assert await in_flight == b"slept"
         await stopping
@@ -179,3 +183,28 @@ async def test_graceful_stop_drains_in_flight_call_and_refuses_new_ones(start_se
         with pytest.raises(aio.AioRpcError) as err:
             await call(channel, "WhoAmI")(b"", timeout=2)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_metrics_are_served_over_http(start_server) -> None:
+    import urllib.request
+
+    listen = f"127.0.0.1:{free_port()}"
+    server = await start_server([probe_spec()], settings=make_settings(metrics_listen=listen))
+    async with aio.insecure_channel(server.address) as channel:
+        await call(channel, "WhoAmI")(b"")
+    body = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://{listen}/metrics", timeout=5).read().decode()
+    )
+    assert f'modelreg_rpc_total{{code="OK",method="/{PROBE_SERVICE}/WhoAmI"}} 1.0' in body
+
+
+async def test_tracing_records_a_server_span_per_rpc(start_server) -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = Telemetry(TelemetrySettings(), processor=SimpleSpanProcessor(exporter))
+    server = await start_server([probe_spec()], telemetry=telemetry)
+    async with aio.insecure_channel(server.address) as channel:
+        await call(channel, "WhoAmI")(b"")
+    spans = [s for s in exporter.get_finished_spans() if s.name == f"/{PROBE_SERVICE}/WhoAmI"]
+    assert len(spans) == 1
+    assert spans[0].attributes is not None
+    assert spans[0].attributes["rpc.method"] == "WhoAmI"
