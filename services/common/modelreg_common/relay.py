@@ -1,0 +1,276 @@
+"""The outbox relay, run by every service: ships its schema's outbox rows to the events
+service's PublishEvents and stamps them sent.
+
+- Wakes on NOTIFY `modelreg_outbox` (payload: the schema) over a dedicated connection, with a
+  polling fallback for lost notifications and a dropped LISTEN connection.
+- Claims rows with `FOR UPDATE SKIP LOCKED`, so replicas share the work. The row lock is the
+  claim (the outbox has no lease column), so the claiming transaction stays open across the
+  PublishEvents call; the call has a deadline, and a crash rolls the claim back.
+- Per-subject order: a row is shipped only if no earlier unsent row of its subject is held by
+  another relay; otherwise it waits for the next round.
+- At least once: PublishEvents is idempotent on the event id, so a row shipped twice (a crash
+  after publishing, before the commit that marks it) is recorded once.
+- While the events service is down, producers keep committing; the relay backs off
+  exponentially and catches up when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import grpc
+from google.protobuf import struct_pb2, timestamp_pb2
+from grpc import aio
+
+from modelreg.events.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
+from modelreg_common.logs import get_logger
+from modelreg_common.outbox import NOTIFY_CHANNEL
+
+if TYPE_CHECKING:
+    from modelreg_common.server import ServiceRuntime
+
+log = get_logger("modelreg.relay")
+
+
+class Listener:
+    """LISTEN on one channel over a dedicated connection, reconnecting when it drops.
+
+    `on_payload` runs on the loop for each notification; `on_reconnect` after every (re)connect,
+    since notifications sent while disconnected are lost.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        channel: str,
+        on_payload: Callable[[str], None],
+        on_reconnect: Callable[[], None],
+        *,
+        name: str,
+    ) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._on_payload = on_payload
+        self._on_reconnect = on_reconnect
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"listen:{self._name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        self._on_payload(str(payload))
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            conn: asyncpg.Connection[Any] | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": f"modelreg-listen-{self._name}"}
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(self._channel, self._notified)
+                self.connected.set()
+                delay = 0.1
+                self._on_reconnect()
+                await lost.wait()
+                log.warning("listen.lost", channel=self._channel, name=self._name)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("listen.failed", channel=self._channel, error=str(exc))
+            finally:
+                self.connected.clear()
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=1))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _timestamp(value: Any) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def _struct(value: Any) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    if isinstance(value, str):
+        value = json.loads(value)
+    if isinstance(value, dict):
+        s.update(value)
+    return s
+
+
+def _event(row: asyncpg.Record, source: str) -> event_pb2.Event:
+    trace = row["trace_context"]
+    if isinstance(trace, str):
+        trace = json.loads(trace)
+    return event_pb2.Event(
+        id=str(row["id"]),
+        source=source,
+        type=row["type"],
+        subject=row["subject"],
+        time=_timestamp(row["occurred_at"]),
+        actor=row["actor"],
+        request_id=row["request_id"],
+        data=_struct(row["data"]),
+        trace_context={str(k): str(v) for k, v in (trace or {}).items()},
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool[Any],
+        dsn: str,
+        schema: str,
+        source: str,
+        channel: Callable[[], aio.Channel],
+        timeout: float,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._source = source
+        self._channel = channel
+        self._timeout = timeout
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._listener = Listener(
+            dsn, NOTIFY_CHANNEL, self._on_notify, self._wake.set, name=f"outbox-{schema}"
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.shipped = 0
+
+    @classmethod
+    def for_service(cls, runtime: ServiceRuntime, schema: str, source: str) -> OutboxRelay:
+        peers = runtime.peers
+        return cls(
+            pool=runtime.pool,
+            dsn=runtime.dsn,
+            schema=schema,
+            source=source,
+            channel=lambda: peers.channel("events"),
+            timeout=peers.timeout,
+        )
+
+    def _on_notify(self, payload: str) -> None:
+        if payload == self._schema:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._listener.start()
+        self._task = asyncio.create_task(self._run(), name=f"relay:{self._schema}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._listener.stop()
+
+    async def run_once(self) -> int:
+        """Ship one batch; the number of rows marked sent. Raises if the events service
+        cannot be reached (the claim is rolled back)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT seq, id, type, subject, actor, request_id, data, trace_context,"
+                " occurred_at FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1"
+                " FOR UPDATE SKIP LOCKED",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            # Rows skipped as locked belong to another relay; a later row of the same
+            # subject must wait for it, or the subject's events would be reordered.
+            held = await conn.fetch(
+                "SELECT DISTINCT subject FROM outbox WHERE sent_at IS NULL"
+                " AND subject = any($1::text[]) AND seq < $2 AND NOT (seq = any($3::bigint[]))",
+                list({r["subject"] for r in rows}),
+                rows[-1]["seq"],
+                [r["seq"] for r in rows],
+            )
+            blocked = {r["subject"] for r in held}
+            if blocked:
+                rows = [r for r in rows if r["subject"] not in blocked]
+                if not rows:
+                    return 0
+            stub = event_service_pb2_grpc.EventServiceStub(self._channel())
+            await stub.PublishEvents(
+                event_service_pb2.PublishEventsRequest(
+                    source=self._source, events=[_event(r, self._source) for r in rows]
+                ),
+                timeout=self._timeout,
+            )
+            await conn.execute(
+                "UPDATE outbox SET sent_at = now() WHERE seq = any($1::bigint[])",
+                [r["seq"] for r in rows],
+            )
+        self.shipped += len(rows)
+        return len(rows)
+
+    async def drain(self) -> int:
+        total = 0
+        while (n := await self.run_once()) > 0:
+            total += n
+        return total
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                shipped = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except (grpc.RpcError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                failures += 1
+                delay = min(self._max_backoff, 0.05 * 2 ** min(failures, 10))
+                delay *= 0.5 + random.random() / 2
+                if failures == 1 or failures % 20 == 0:
+                    log.warning(
+                        "outbox.relay_failed",
+                        schema=self._schema,
+                        failures=failures,
+                        error=str(exc)[:300],
+                        retry_in=round(delay, 2),
+                    )
+                await asyncio.sleep(delay)
+                continue
+            except Exception:
+                log.exception("outbox.relay_bug", schema=self._schema)
+                await asyncio.sleep(self._max_backoff)
+                continue
+            if failures:
+                log.info("outbox.relay_recovered", schema=self._schema, failures=failures)
+                failures = 0
+            if shipped >= self._batch_size:
+                continue
+            if shipped:
+                log.debug("outbox.relayed", schema=self._schema, count=shipped)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)

@@ -1,0 +1,97 @@
+"""Composition root of the events service: the event log, subscriptions, webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from grpc import aio
+
+from modelreg.events.v1 import event_service_pb2_grpc, webhook_service_pb2_grpc
+from modelreg_common.server import ServiceRuntime, ServiceSpec
+from modelreg_events.delivery import DeliveryWorkers
+from modelreg_events.domain.events import EventsService
+from modelreg_events.domain.webhooks import WebhooksService
+from modelreg_events.settings import EventsSettings
+from modelreg_events.store.events import EventStore
+from modelreg_events.store.http_sender import HttpSender
+from modelreg_events.store.notifier import LogNotifier
+from modelreg_events.store.webhooks import WebhookStore
+from modelreg_events.transport.servicers import EventServicer, WebhookServicer
+
+EVENT_SERVICE = "modelreg.events.v1.EventService"
+WEBHOOK_SERVICE = "modelreg.events.v1.WebhookService"
+
+
+class EventsComponent:
+    def __init__(self, runtime: ServiceRuntime, settings: EventsSettings) -> None:
+        self.settings = settings
+        self.log = EventStore(runtime.pool)
+        self.webhook_store = WebhookStore(runtime.pool)
+        self.notifier = LogNotifier(runtime.dsn)
+        self.sender = HttpSender(
+            allow_private=settings.allow_private_targets,
+            timeout_seconds=settings.delivery_timeout_seconds,
+        )
+        self.events = EventsService(
+            self.log,
+            self.notifier,
+            poll_interval=settings.poll_interval_seconds,
+            page_size=settings.subscribe_page_size,
+        )
+        self.webhooks = WebhooksService(
+            self.webhook_store,
+            self.sender,
+            allow_private_targets=settings.allow_private_targets,
+            max_webhooks=settings.max_webhooks,
+            default_overlap_seconds=settings.default_rotation_overlap_seconds,
+        )
+        self.workers = DeliveryWorkers(self.webhook_store, self.sender, self.notifier, settings)
+        self._tokens = runtime.page_tokens
+
+    @property
+    def service_names(self) -> Sequence[str]:
+        return [EVENT_SERVICE, WEBHOOK_SERVICE]
+
+    def register(self, server: aio.Server) -> None:
+        event_service_pb2_grpc.add_EventServiceServicer_to_server(
+            EventServicer(self.events, self._tokens), server
+        )
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
+            WebhookServicer(self.webhooks, self._tokens), server
+        )
+
+    async def start(self) -> None:
+        self.notifier.start(await self.log.last_sequence())
+        self.workers.start()
+
+    async def stop(self) -> None:
+        await self.workers.stop()
+        await self.notifier.stop()
+        await self.sender.close()
+
+
+async def create(runtime: ServiceRuntime) -> EventsComponent:
+    # Read here, not at import: tests and the CLI construct settings before starting.
+    return EventsComponent(runtime, runtime.extras.get("events_settings") or EventsSettings())
+
+
+SPEC = ServiceSpec(
+    name="events",
+    schema="events",
+    migrations_package="modelreg_events.store.migrations",
+    create=create,
+)
+
+
+def spec_with(settings: EventsSettings) -> ServiceSpec:
+    """The events service with explicit settings (tests, benchmarks)."""
+
+    async def create_with(runtime: ServiceRuntime) -> EventsComponent:
+        return EventsComponent(runtime, settings)
+
+    return ServiceSpec(
+        name="events",
+        schema="events",
+        migrations_package="modelreg_events.store.migrations",
+        create=create_with,
+    )

@@ -1,0 +1,90 @@
+"""The event log's rules: publishing, listing, and subscriptions that never miss an event."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+from modelreg_common.errors import InvalidArgument, LimitExceeded, NotFound
+from modelreg_events.domain.event_types import is_well_formed
+from modelreg_events.domain.filters import EventFilter
+from modelreg_events.domain.models import EventRecord, NewEvent
+from modelreg_events.domain.ports import EventLog, Wakeups
+
+MAX_PUBLISH_BATCH = 1000
+MAX_SUBJECT = 1024
+
+
+def parse_event_name(name: str, field: str) -> uuid.UUID:
+    prefix, _, raw = name.partition("/")
+    if prefix != "events" or not raw:
+        raise InvalidArgument(field, f"must be `events/{{id}}`, got {name!r}")
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise InvalidArgument(field, f"{raw!r} is not an event id (a UUID)") from None
+
+
+def check_new_events(events: Sequence[NewEvent]) -> None:
+    if len(events) > MAX_PUBLISH_BATCH:
+        raise LimitExceeded(
+            f"at most {MAX_PUBLISH_BATCH} events per call", limit=f"events={MAX_PUBLISH_BATCH}"
+        )
+    for i, e in enumerate(events):
+        if not e.source:
+            raise InvalidArgument(f"events[{i}].source", "is required (or set request.source)")
+        if not is_well_formed(e.type):
+            raise InvalidArgument(f"events[{i}].type", f"{e.type!r} is not `entity.action`")
+        if not e.subject or len(e.subject) > MAX_SUBJECT:
+            raise InvalidArgument(
+                f"events[{i}].subject", f"is required, at most {MAX_SUBJECT} characters"
+            )
+
+
+class EventsService:
+    def __init__(
+        self, log: EventLog, wakeups: Wakeups, *, poll_interval: float, page_size: int
+    ) -> None:
+        self._log = log
+        self._wakeups = wakeups
+        self._poll_interval = poll_interval
+        self._page_size = page_size
+
+    async def publish(self, events: Sequence[NewEvent]) -> list[int]:
+        check_new_events(events)
+        return await self._log.append(events)
+
+    async def get(self, event_id: uuid.UUID) -> EventRecord:
+        event = await self._log.get(event_id)
+        if event is None:
+            raise NotFound(f"events/{event_id}", kind="event")
+        return event
+
+    async def list_events(
+        self, flt: EventFilter, *, after: int | None, limit: int, descending: bool
+    ) -> list[EventRecord]:
+        return await self._log.page(flt, after=after, limit=limit, descending=descending)
+
+    async def subscribe(
+        self, flt: EventFilter, *, after: int, from_now: bool
+    ) -> AsyncIterator[EventRecord]:
+        """Matching events with sequence > `after` (or from the end of the log), forever.
+
+        Reads pages from the database and yields one event at a time, so memory stays at one
+        page however far behind the subscriber is; the transport's flow control makes a slow
+        reader slow down this loop instead of buffering.
+        """
+        cursor = await self._log.last_sequence() if from_now else after
+        while True:
+            # Everything up to `announced` is committed (appends are serialised), so once a
+            # short page comes back the cursor may skip to it: filtered-out ranges are not
+            # scanned again.
+            announced = self._wakeups.latest
+            page = await self._log.page(flt, after=cursor, limit=self._page_size)
+            for event in page:
+                yield event
+                cursor = event.sequence
+            if len(page) == self._page_size:
+                continue
+            cursor = max(cursor, announced)
+            await self._wakeups.wait(cursor, self._poll_interval)

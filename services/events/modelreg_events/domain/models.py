@@ -1,0 +1,134 @@
+"""The events service's domain records."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+WebhookState = Literal["ACTIVE", "DISABLED"]
+DeliveryState = Literal["PENDING", "SUCCEEDED", "DEAD_LETTER"]
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event as a producer publishes it."""
+
+    id: uuid.UUID
+    source: str
+    type: str
+    subject: str
+    actor: str
+    request_id: str
+    data: dict[str, Any]
+    trace_context: dict[str, str]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    sequence: int
+    id: uuid.UUID
+    source: str
+    type: str
+    subject: str
+    actor: str
+    request_id: str
+    data: dict[str, Any]
+    trace_context: dict[str, str]
+    occurred_at: datetime
+    published_at: datetime
+
+    @property
+    def name(self) -> str:
+        return f"events/{self.id}"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    id: str
+    url: str
+    event_types: tuple[str, ...]
+    models: tuple[str, ...]
+    state: WebhookState
+    description: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    previous_secret_expires_at: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return f"webhooks/{self.id}"
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.revision}"'
+
+
+@dataclass(frozen=True)
+class WebhookPatch:
+    id: str
+    url: str | None = None
+    event_types: tuple[str, ...] | None = None
+    models: tuple[str, ...] | None = None
+    state: WebhookState | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt: int
+    started_at: datetime
+    status_code: int
+    latency_ms: float
+    error: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: uuid.UUID
+    webhook_id: str
+    event_id: uuid.UUID
+    event_sequence: int
+    event_type: str
+    state: DeliveryState
+    attempt_count: int
+    next_attempt_at: datetime
+    last_status_code: int
+    last_latency_ms: float
+    last_error: str
+    created_at: datetime
+    updated_at: datetime
+    attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:
+        return f"webhooks/{self.webhook_id}/deliveries/{self.id}"
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    """A claimed delivery with everything needed to send it."""
+
+    delivery_id: uuid.UUID
+    webhook_id: str
+    url: str
+    secrets: tuple[str, ...]
+    attempt: int
+    # Attempts since the delivery was created or last redelivered: the retry budget.
+    round_attempt: int
+    event: EventRecord
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status_code: int
+    latency_ms: float
+    error: str
+    retry_after: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300 and not self.error

@@ -1,0 +1,161 @@
+"""The event log in PostgreSQL.
+
+Appends take a transaction-scoped advisory lock before drawing sequences, so sequences are
+handed out and committed in the same order: once a reader sees sequence N, every lower
+sequence is already visible. That is what lets Subscribe resume with `sequence > last`
+and miss nothing. The lock is held only for the insert of one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from modelreg_events.domain.filters import EventFilter
+from modelreg_events.domain.models import EventRecord, NewEvent
+
+NOTIFY_CHANNEL = "modelreg_events"
+_APPEND_LOCK = 0x6D6F64656C726567  # "modelreg": one key for the whole log
+
+_COLUMNS = (
+    "sequence, id, source, type, subject, actor, request_id, data, trace_context,"
+    " occurred_at, published_at"
+)
+
+_SQL_OP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_COLUMN = {
+    "type": "type",
+    "subject": "subject",
+    "actor": "actor",
+    "source": "source",
+    "request_id": "request_id",
+    "time": "occurred_at",
+    "sequence": "sequence",
+}
+
+
+def record(row: asyncpg.Record) -> EventRecord:
+    return EventRecord(
+        sequence=row["sequence"],
+        id=row["id"],
+        source=row["source"],
+        type=row["type"],
+        subject=row["subject"],
+        actor=row["actor"],
+        request_id=row["request_id"],
+        data=row["data"],
+        trace_context=row["trace_context"],
+        occurred_at=row["occurred_at"],
+        published_at=row["published_at"],
+    )
+
+
+def compile_filter(flt: EventFilter, params: list[Any]) -> list[str]:
+    """WHERE clauses for `flt`, appending their values to `params`."""
+    clauses: list[str] = []
+    for c in flt.conditions:
+        column = _COLUMN[c.field]
+        if c.op == "prefix":
+            assert isinstance(c.value, str)
+            escaped = c.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(escaped + "%")
+            clauses.append(f"{column} LIKE ${len(params)}")
+        else:
+            params.append(c.value)
+            clauses.append(f"{column} {_SQL_OP[c.op]} ${len(params)}")
+    return clauses
+
+
+class EventStore:
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+
+    async def append(self, events: Sequence[NewEvent]) -> list[int]:
+        """Append in order; an id already in the log gets 0. New events also get a PENDING
+        delivery for every ACTIVE webhook that matches, in the same transaction, so a
+        delivery can never be lost between the log and the webhook worker."""
+        if not events:
+            return []
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
+            rows = await conn.fetch(
+                """
+                INSERT INTO events (id, source, type, subject, actor, request_id, data,
+                                    trace_context, occurred_at)
+                SELECT id, source, type, subject, actor, request_id, data::jsonb,
+                       trace_context::jsonb, occurred_at
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                            $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+                     WITH ORDINALITY
+                     AS e(id, source, type, subject, actor, request_id, data, trace_context,
+                          occurred_at, ord)
+                ORDER BY ord
+                ON CONFLICT (id) DO NOTHING
+                RETURNING sequence, id
+                """,
+                [e.id for e in events],
+                [e.source for e in events],
+                [e.type for e in events],
+                [e.subject for e in events],
+                [e.actor for e in events],
+                [e.request_id for e in events],
+                [json.dumps(e.data) for e in events],
+                [json.dumps(e.trace_context) for e in events],
+                [e.occurred_at for e in events],
+            )
+            if not rows:
+                return [0] * len(events)
+            new = {r["id"]: r["sequence"] for r in rows}
+            sequences = sorted(new.values())
+            await conn.execute(
+                """
+                INSERT INTO deliveries (webhook_id, event_sequence)
+                SELECT w.id, e.sequence
+                FROM events e
+                JOIN webhooks w ON w.state = 'ACTIVE'
+                 AND (cardinality(w.event_types) = 0 OR e.type = any(w.event_types))
+                 AND (cardinality(w.models) = 0 OR EXISTS (
+                        SELECT 1 FROM unnest(w.models) m
+                        WHERE e.subject = m OR starts_with(e.subject, m || '/')))
+                WHERE e.sequence = any($1::bigint[])
+                ON CONFLICT DO NOTHING
+                """,
+                sequences,
+            )
+            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(sequences[-1]))
+        return [new.get(e.id, 0) for e in events]
+
+    async def get(self, event_id: uuid.UUID) -> EventRecord | None:
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM events WHERE id = $1", event_id)
+        return record(row) if row is not None else None
+
+    async def last_sequence(self) -> int:
+        value = await self._pool.fetchval("SELECT coalesce(max(sequence), 0) FROM events")
+        return int(value)
+
+    async def page(
+        self, flt: EventFilter, *, after: int | None, limit: int, descending: bool = False
+    ) -> list[EventRecord]:
+        params: list[Any] = []
+        clauses = compile_filter(flt, params)
+        if after is not None:
+            params.append(after)
+            clauses.append(f"sequence {'<' if descending else '>'} ${len(params)}")
+        params.append(limit)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM events {where}"
+            f" ORDER BY sequence {'DESC' if descending else 'ASC'} LIMIT ${len(params)}",
+            *params,
+        )
+        return [record(r) for r in rows]
+
+    async def get_many(self, sequences: Sequence[int]) -> dict[int, EventRecord]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE sequence = any($1::bigint[])", list(sequences)
+        )
+        return {r["sequence"]: record(r) for r in rows}
