@@ -1,0 +1,185 @@
+"""Client helpers for moving files through the artifact service: streamed upload with a local
+sha256 (optionally resumable after a broken stream) and a download that verifies the digest.
+
+File reads, writes and hashing run in worker threads, so an asyncio application keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from modelreg.artifact.v1 import artifact_pb2, artifact_service_pb2, artifact_service_pb2_grpc
+
+DEFAULT_CHUNK = 4 * 1024 * 1024
+# Worth resuming after these; anything else is the caller's problem.
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
+     grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.ABORTED}
+)  # fmt: skip
+
+
+class DigestMismatch(Exception):
+    """What arrived does not hash to what the service recorded."""
+
+
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    with path.open("rb", buffering=0) as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
+async def _chunks(
+    path: Path,
+    header: artifact_service_pb2.UploadHeader,
+    offset: int,
+    chunk_size: int,
+    hasher: hashlib._Hash | None,
+) -> AsyncIterator[artifact_service_pb2.UploadRequest]:
+    yield artifact_service_pb2.UploadRequest(header=header)
+    handle = await asyncio.to_thread(path.open, "rb", buffering=0)
+    try:
+        await asyncio.to_thread(handle.seek, offset)
+        while True:
+            data = await asyncio.to_thread(handle.read, chunk_size)
+            if not data:
+                return
+            if hasher is not None:
+                await asyncio.to_thread(hasher.update, data)
+            yield artifact_service_pb2.UploadRequest(chunk=data)
+    finally:
+        handle.close()
+
+
+async def upload_file(
+    stub: artifact_service_pb2_grpc.ArtifactServiceAsyncStub,
+    owner: str,
+    path: str,
+    source: str | os.PathLike[str],
+    *,
+    media_type: str = "",
+    digest: str = "",
+    chunk_size: int = DEFAULT_CHUNK,
+    rpc_timeout: float | None = None,
+) -> artifact_pb2.FileEntry:
+    """One-shot upload. Without `digest` the file is hashed while it is sent and compared with
+    the digest the service computed."""
+    source = Path(source)
+    size = (await asyncio.to_thread(source.stat)).st_size
+    header = artifact_service_pb2.UploadHeader(
+        owner=owner, path=path, media_type=media_type, expected_size_bytes=size,
+        expected_digest=digest,
+    )  # fmt: skip
+    hasher = None if digest else hashlib.sha256()
+    response = await stub.Upload(
+        _chunks(source, header, 0, chunk_size, hasher), timeout=rpc_timeout
+    )
+    local = f"sha256:{hasher.hexdigest()}" if hasher is not None else digest
+    if response.file.digest != local:
+        raise DigestMismatch(f"sent {local}, the service stored {response.file.digest}")
+    return response.file
+
+
+async def upload_file_resumable(
+    stub: artifact_service_pb2_grpc.ArtifactServiceAsyncStub,
+    owner: str,
+    path: str,
+    source: str | os.PathLike[str],
+    *,
+    media_type: str = "",
+    chunk_size: int = DEFAULT_CHUNK,
+    attempts: int = 5,
+    rpc_timeout: float | None = None,
+) -> artifact_pb2.FileEntry:
+    """Upload through an upload session, continuing from the committed offset when a stream
+    breaks. The file's sha256 is computed first and declared, so the service verifies it."""
+    source = Path(source)
+    size, digest = await asyncio.to_thread(file_digest, source)
+    created = await stub.CreateUploadSession(
+        artifact_service_pb2.CreateUploadSessionRequest(
+            owner=owner, path=path, media_type=media_type, expected_size_bytes=size,
+            expected_digest=digest,
+        ),
+        timeout=rpc_timeout,
+    )  # fmt: skip
+    name = created.upload_session.name
+    offset = 0
+    for attempt in range(attempts):
+        header = artifact_service_pb2.UploadHeader(upload_session=name, offset=offset)
+        try:
+            response = await stub.Upload(
+                _chunks(source, header, offset, chunk_size, None), timeout=rpc_timeout
+            )
+            return response.file
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in RETRYABLE or attempt == attempts - 1:
+                raise
+        session = await stub.GetUploadSession(
+            artifact_service_pb2.GetUploadSessionRequest(name=name), timeout=rpc_timeout
+        )
+        offset = session.upload_session.committed_bytes
+    raise AssertionError("unreachable")
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb", buffering=0) as handle:
+        while data := handle.read(DEFAULT_CHUNK):
+            h.update(data)
+            size += len(data)
+    return size, f"sha256:{h.hexdigest()}"
+
+
+async def download_file(
+    stub: artifact_service_pb2_grpc.ArtifactServiceAsyncStub,
+    owner: str,
+    path: str,
+    destination: str | os.PathLike[str],
+    *,
+    rpc_timeout: float | None = None,
+) -> artifact_pb2.FileEntry:
+    """Download a whole file and verify its sha256 against the service's record."""
+    destination = Path(destination)
+    hasher = hashlib.sha256()
+    entry: artifact_pb2.FileEntry | None = None
+    handle = await asyncio.to_thread(destination.open, "wb", buffering=0)
+    try:
+        call = stub.Download(
+            artifact_service_pb2.DownloadRequest(owner=owner, path=path), timeout=rpc_timeout
+        )
+        pending: asyncio.Future[None] | None = None
+        async for message in call:
+            if message.HasField("file"):
+                entry = message.file
+            if pending is not None:
+                await pending
+            data = message.chunk
+            # Write and hash the previous chunk while the next one arrives.
+            pending = asyncio.ensure_future(
+                asyncio.to_thread(_write_and_hash, handle, hasher, data)
+            )
+        if pending is not None:
+            await pending
+    finally:
+        handle.close()
+    if entry is None:
+        raise DigestMismatch("the service sent no file entry")
+    got = f"sha256:{hasher.hexdigest()}"
+    if got != entry.digest:
+        destination.unlink(missing_ok=True)
+        raise DigestMismatch(f"received {got}, the service recorded {entry.digest}")
+    return entry
+
+
+def _write_and_hash(handle: object, hasher: hashlib._Hash, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)  # type: ignore[attr-defined]
+        view = view[written:]
+    hasher.update(data)

@@ -1,0 +1,121 @@
+"""Composition root of the artifact service: settings, backend, repository, domain, servicer,
+and the garbage collector."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from grpc import aio
+
+from modelreg.artifact.v1 import artifact_service_pb2, artifact_service_pb2_grpc
+from modelreg_artifact.domain.models import GcReport
+from modelreg_artifact.domain.ports import BlobBackend
+from modelreg_artifact.domain.service import Artifacts, Limits
+from modelreg_artifact.settings import ArtifactSettings
+from modelreg_artifact.store.local import LocalBackend
+from modelreg_artifact.store.repository import PgRepository
+from modelreg_artifact.store.s3 import S3Backend
+from modelreg_artifact.transport.servicer import ArtifactServicer
+from modelreg_common.logs import get_logger
+from modelreg_common.server import ServiceRuntime, ServiceSpec
+
+log = get_logger("modelreg.artifact")
+
+SERVICE_NAME = artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
+
+
+def make_backend(settings: ArtifactSettings, runtime: ServiceRuntime) -> BlobBackend:
+    if settings.backend == "s3":
+        return S3Backend(settings.s3)
+    return LocalBackend(settings.root or runtime.settings.home / "artifacts")
+
+
+def make_limits(settings: ArtifactSettings) -> Limits:
+    return Limits(
+        part_size=settings.part_size_bytes,
+        parts_in_flight=settings.parts_in_flight,
+        download_chunk=settings.download_chunk_bytes,
+        max_file_bytes=settings.max_file_bytes,
+        max_owner_bytes=settings.max_owner_bytes,
+        max_path_bytes=settings.max_path_bytes,
+        max_segment_bytes=settings.max_segment_bytes,
+        session_ttl=settings.upload_session_ttl_seconds,
+        blob_grace=settings.blob_grace_seconds,
+        stream_stale=settings.stream_stale_seconds,
+        presign_ttl=settings.presign_ttl_seconds,
+        gc_batch=settings.gc_batch_size,
+    )
+
+
+class ArtifactComponent:
+    def __init__(self, settings: ArtifactSettings, artifacts: Artifacts) -> None:
+        self.settings = settings
+        self.artifacts = artifacts
+        self._gc_task: asyncio.Task[None] | None = None
+
+    @property
+    def service_names(self) -> Sequence[str]:
+        return [SERVICE_NAME]
+
+    def register(self, server: aio.Server) -> None:
+        artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(
+            ArtifactServicer(self.artifacts), server
+        )
+
+    async def start(self) -> None:
+        await self.artifacts.blobs.start()
+        if self.settings.gc_enabled:
+            self._gc_task = asyncio.create_task(self._gc_loop(), name="artifact-gc")
+
+    async def stop(self) -> None:
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gc_task
+            self._gc_task = None
+        await self.artifacts.blobs.stop()
+
+    async def collect_garbage(self) -> GcReport:
+        """One collector pass (the worker's loop body; tests call it directly)."""
+        return await self.artifacts.collect_garbage()
+
+    async def _gc_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.gc_interval_seconds)
+            try:
+                report = await self.artifacts.collect_garbage()
+                if report.expired_sessions or report.collected_blobs or report.deleted_objects:
+                    log.info(
+                        "artifact.gc",
+                        expired_sessions=report.expired_sessions,
+                        collected_blobs=report.collected_blobs,
+                        deleted_objects=report.deleted_objects,
+                    )
+            except Exception as exc:
+                log.warning("artifact.gc_failed", error=str(exc))
+
+
+def make_spec(settings: ArtifactSettings | None = None) -> ServiceSpec:
+    """A spec with explicit settings (tests, benchmarks); `SPEC` reads the environment."""
+
+    async def create(runtime: ServiceRuntime) -> ArtifactComponent:
+        resolved = settings if settings is not None else ArtifactSettings()
+        artifacts = Artifacts(
+            PgRepository(runtime.pool),
+            make_backend(resolved, runtime),
+            make_limits(resolved),
+            runtime.page_tokens,
+        )
+        return ArtifactComponent(resolved, artifacts)
+
+    return ServiceSpec(
+        name="artifact",
+        schema="artifact",
+        migrations_package="modelreg_artifact.store.migrations",
+        create=create,
+    )
+
+
+SPEC = make_spec()

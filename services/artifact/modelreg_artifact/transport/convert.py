@@ -1,0 +1,81 @@
+"""The only place where artifact protos and domain values meet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from modelreg.artifact.v1 import artifact_pb2, artifact_service_pb2
+from modelreg_artifact.domain.models import (
+    FileEntry,
+    Manifest,
+    TransferMode,
+    UploadHeader,
+    UploadSession,
+)
+
+_MODES = {
+    TransferMode.STREAM: artifact_pb2.TRANSFER_MODE_STREAM,
+    TransferMode.PRESIGNED: artifact_pb2.TRANSFER_MODE_PRESIGNED,
+}
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def file_entry(entry: FileEntry) -> artifact_pb2.FileEntry:
+    return artifact_pb2.FileEntry(
+        owner=entry.owner,
+        path=entry.path,
+        digest=entry.digest,
+        size_bytes=entry.size_bytes,
+        media_type=entry.media_type,
+        create_time=timestamp(entry.create_time),
+    )
+
+
+def manifest(value: Manifest) -> artifact_pb2.Manifest:
+    return artifact_pb2.Manifest(
+        owner=value.owner,
+        digest=value.digest,
+        file_count=value.file_count,
+        total_size_bytes=value.total_size_bytes,
+        sealed=value.sealed,
+        seal_time=timestamp(value.seal_time),
+    )
+
+
+def upload_session(
+    session: UploadSession, committed: int, expire_time: datetime
+) -> artifact_pb2.UploadSession:
+    return artifact_pb2.UploadSession(
+        name=session.name,
+        owner=session.owner,
+        path=session.path,
+        media_type=session.media_type,
+        expected_size_bytes=session.expected_size or 0,
+        expected_digest=session.expected_digest or "",
+        committed_bytes=committed,
+        part_size_bytes=session.part_size,
+        mode=_MODES[session.mode],
+        create_time=timestamp(session.create_time),
+        expire_time=timestamp(expire_time),
+    )
+
+
+def upload_header(header: artifact_service_pb2.UploadHeader) -> UploadHeader:
+    return UploadHeader(
+        owner=header.owner,
+        path=header.path,
+        media_type=header.media_type,
+        expected_size=header.expected_size_bytes,
+        expected_digest=header.expected_digest,
+        session=header.upload_session,
+        offset=header.offset,
+    )
