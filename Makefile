@@ -34,8 +34,15 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.run-installed
 
+# The Node.js client's packages, when Node.js is on the machine (its tests skip otherwise).
+NODE_STAMP := clients/node/node_modules/.package-lock.json
+$(NODE_STAMP): clients/node/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix clients/node --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: skipping the Node.js client"; fi
+
 setup-run: $(VENV)/.run-installed
-setup: $(VENV)/.dev-installed
+setup: $(VENV)/.dev-installed $(NODE_STAMP)
 
 serve: setup-run
 	$(BIN)/modelreg serve $(ARGS)
