@@ -1,0 +1,1 @@
+"""Rules of the lifecycle service: no grpc, protobuf or asyncpg here."""

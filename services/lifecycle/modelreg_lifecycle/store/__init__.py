@@ -1,0 +1,1 @@
+"""PostgreSQL and the metadata peer, behind the domain's ports."""
