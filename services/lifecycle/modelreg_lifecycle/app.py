@@ -66,7 +66,7 @@ async def create(
     config = settings or LifecycleSettings()
     token = config.metadata_token.get_secret_value() if config.metadata_token else None
     catalog = MetadataCatalog(
-        runtime.peers.channel("metadata"),
+        lambda: runtime.peers.channel("metadata"),
         timeout=runtime.peers.timeout,
         token=token,
         attempts=config.metadata_attempts,

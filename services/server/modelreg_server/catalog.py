@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 from modelreg_common.server import ServiceSpec
 
-SERVICES: dict[str, str] = {}
+SERVICES: dict[str, str] = {
+    "lifecycle": "modelreg_lifecycle.app:SPEC",
+}
 
 
 def load_specs(names: Sequence[str] | None = None) -> list[ServiceSpec]:

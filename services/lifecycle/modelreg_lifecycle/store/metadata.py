@@ -48,23 +48,37 @@ def version_info(version: model_version_pb2.ModelVersion) -> VersionInfo:
     )
 
 
+class _Stubs:
+    def __init__(self, channel: aio.Channel) -> None:
+        self.versions = model_version_service_pb2_grpc.ModelVersionServiceStub(channel)
+        self.runs = run_service_pb2_grpc.RunServiceStub(channel)
+        self.lineage = lineage_service_pb2_grpc.LineageServiceStub(channel)
+
+
 class MetadataCatalog:
     def __init__(
         self,
-        channel: aio.Channel,
+        channel: Callable[[], aio.Channel],
         *,
         timeout: float,
         token: str | None = None,
         attempts: int = 4,
         backoff: float = 0.05,
     ) -> None:
-        self._versions = model_version_service_pb2_grpc.ModelVersionServiceStub(channel)
-        self._runs = run_service_pb2_grpc.RunServiceStub(channel)
-        self._lineage = lineage_service_pb2_grpc.LineageServiceStub(channel)
+        # The channel is made on first use: in the all-in-one server the peer is this process,
+        # whose port is only known once the server has started.
+        self._channel = channel
+        self._stubs: _Stubs | None = None
         self._timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._attempts = max(1, attempts)
         self._backoff = backoff
+
+    @property
+    def stubs(self) -> _Stubs:
+        if self._stubs is None:
+            self._stubs = _Stubs(self._channel())
+        return self._stubs
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         delay = self._backoff
@@ -97,7 +111,7 @@ class MetadataCatalog:
         request = model_version_service_pb2.GetModelVersionRequest(name=name)
         response = await self._call(
             name,
-            lambda: self._versions.GetModelVersion(
+            lambda: self.stubs.versions.GetModelVersion(
                 request, timeout=self._timeout, metadata=self._metadata
             ),
         )
@@ -106,7 +120,7 @@ class MetadataCatalog:
     async def get_run_metrics(self, run: str) -> Mapping[str, float]:
         request = run_service_pb2.GetRunRequest(name=run)
         response = await self._call(
-            run, lambda: self._runs.GetRun(request, timeout=self._timeout, metadata=self._metadata)
+            run, lambda: self.stubs.runs.GetRun(request, timeout=self._timeout, metadata=self._metadata)
         )
         return dict(response.run.latest_metrics)
 
@@ -136,7 +150,7 @@ class MetadataCatalog:
         )
         await self._call(
             deployment.version_name,
-            lambda: self._lineage.CreateLineageEdges(
+            lambda: self.stubs.lineage.CreateLineageEdges(
                 request, timeout=self._timeout, metadata=self._metadata
             ),
         )

@@ -1,0 +1,182 @@
+"""Fixtures for the lifecycle service: a server in token mode with a few principals, and a
+metadata peer. `metadata` is an in-process stand-in over real gRPC (for rules that need
+versions in states the metadata API cannot easily produce); the real metadata service is
+used by test_with_metadata.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+
+from modelreg.lifecycle.v1 import (
+    alias_service_pb2_grpc,
+    deployment_service_pb2_grpc,
+    policy_service_pb2_grpc,
+    production_metric_service_pb2_grpc,
+    stage_service_pb2_grpc,
+    transition_request_service_pb2_grpc,
+)
+from modelreg.metadata.v1 import (
+    lineage_service_pb2,
+    lineage_service_pb2_grpc,
+    model_version_pb2,
+    model_version_service_pb2,
+    model_version_service_pb2_grpc,
+    run_pb2,
+    run_service_pb2,
+    run_service_pb2_grpc,
+    signature_pb2,
+)
+from modelreg_common.auth import hash_token
+from modelreg_common.server import RegistryServer, ServiceRuntime, ServiceSpec
+from modelreg_common.settings import AuthSettings, TokenEntry
+from modelreg_lifecycle.app import SPEC as LIFECYCLE
+from testkit import make_settings
+
+USERS = ("alice", "bob", "carol", "dave", "svc-lifecycle")
+
+
+def token_of(user: str) -> str:
+    return f"token-{user}-0123456789"
+
+
+def token_settings() -> Any:
+    return make_settings(
+        auth=AuthSettings(
+            mode="token",
+            tokens=[TokenEntry(sha256=hash_token(token_of(u)), principal=u) for u in USERS],
+        )
+    )
+
+
+@dataclass
+class FakeMetadata:
+    """Versions and runs by name; records lineage calls; can be made unavailable."""
+
+    versions: dict[str, model_version_pb2.ModelVersion] = field(default_factory=dict)
+    runs: dict[str, dict[str, float]] = field(default_factory=dict)
+    lineage: list[lineage_service_pb2.CreateLineageEdgesRequest] = field(default_factory=list)
+    unavailable_calls: int = 0
+    calls: int = 0
+
+    def add_version(
+        self,
+        model: str,
+        number: int,
+        *,
+        state: int = model_version_pb2.MODEL_VERSION_STATE_READY,
+        run: str = "",
+        tags: dict[str, str] | None = None,
+        signature: bool = True,
+    ) -> str:
+        name = f"models/{model}/versions/{number}"
+        version = model_version_pb2.ModelVersion(
+            name=name, state=state, run=run, tags=tags or {}, version=number
+        )
+        if signature:
+            version.signature.inputs.add(name="x", type=signature_pb2.DATA_TYPE_FLOAT32)
+        self.versions[name] = version
+        return name
+
+    async def _gate(self, context: Any) -> None:
+        self.calls += 1
+        if self.unavailable_calls > 0:
+            self.unavailable_calls -= 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "metadata is restarting")
+
+    def spec(self) -> ServiceSpec:
+        fake = self
+
+        class Versions(model_version_service_pb2_grpc.ModelVersionServiceServicer):
+            async def GetModelVersion(self, request: Any, context: Any) -> Any:
+                await fake._gate(context)
+                found = fake.versions.get(request.name)
+                if found is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.name} not found")
+                return model_version_service_pb2.GetModelVersionResponse(model_version=found)
+
+        class Runs(run_service_pb2_grpc.RunServiceServicer):
+            async def GetRun(self, request: Any, context: Any) -> Any:
+                await fake._gate(context)
+                metrics = fake.runs.get(request.name)
+                if metrics is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.name} not found")
+                return run_service_pb2.GetRunResponse(
+                    run=run_pb2.Run(name=request.name, latest_metrics=metrics)
+                )
+
+        class Lineage(lineage_service_pb2_grpc.LineageServiceServicer):
+            async def CreateLineageEdges(self, request: Any, context: Any) -> Any:
+                fake.lineage.append(request)
+                return lineage_service_pb2.CreateLineageEdgesResponse(
+                    nodes=request.nodes, edges=request.edges
+                )
+
+        class Component:
+            service_names = [
+                "modelreg.metadata.v1.ModelVersionService",
+                "modelreg.metadata.v1.RunService",
+                "modelreg.metadata.v1.LineageService",
+            ]
+
+            def register(self, server: aio.Server) -> None:
+                model_version_service_pb2_grpc.add_ModelVersionServiceServicer_to_server(
+                    Versions(), server
+                )
+                run_service_pb2_grpc.add_RunServiceServicer_to_server(Runs(), server)
+                lineage_service_pb2_grpc.add_LineageServiceServicer_to_server(Lineage(), server)
+
+            async def start(self) -> None:
+                pass
+
+            async def stop(self) -> None:
+                pass
+
+        async def create(runtime: ServiceRuntime) -> Component:
+            return Component()
+
+        return ServiceSpec(
+            name="fakemetadata", schema="fakemetadata", migrations_package=None, create=create
+        )
+
+
+class Client:
+    """Stubs of every lifecycle service, calling as one principal."""
+
+    def __init__(self, channel: aio.Channel, user: str) -> None:
+        self.user = user
+        self.metadata = (("authorization", f"Bearer {token_of(user)}"),)
+        self.aliases = alias_service_pb2_grpc.AliasServiceStub(channel)
+        self.stages = stage_service_pb2_grpc.StageServiceStub(channel)
+        self.policies = policy_service_pb2_grpc.PolicyServiceStub(channel)
+        self.requests = transition_request_service_pb2_grpc.TransitionRequestServiceStub(channel)
+        self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
+        self.metrics = production_metric_service_pb2_grpc.ProductionMetricServiceStub(channel)
+
+
+@dataclass
+class Lifecycle:
+    server: RegistryServer
+    channel: aio.Channel
+    meta: FakeMetadata
+    dsn: str
+
+    def as_(self, user: str) -> Client:
+        return Client(self.channel, user)
+
+
+@pytest.fixture
+async def lifecycle(
+    start_server: Any, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Lifecycle]:
+    monkeypatch.setenv("MODELREG_LIFECYCLE_METADATA_TOKEN", token_of("svc-lifecycle"))
+    monkeypatch.setenv("MODELREG_LIFECYCLE_METADATA_BACKOFF_SECONDS", "0.001")
+    meta = FakeMetadata()
+    server = await start_server([meta.spec(), LIFECYCLE], settings=token_settings())
+    async with aio.insecure_channel(server.address) as channel:
+        yield Lifecycle(server, channel, meta, dsn)
