@@ -84,3 +84,9 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Offline checks of deploy/: every overlay rendered and validated against the Kubernetes and
+# Gateway API schemas, and its wiring checked against the code.
+.PHONY: deploy-check
+deploy-check: setup
+	$(BIN)/pytest -p no:cacheprovider tests/e2e/deploy
