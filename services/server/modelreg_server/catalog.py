@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from modelreg_common.server import ServiceSpec
 
 SERVICES: dict[str, str] = {
+    "metadata": "modelreg_metadata.app:SPEC",
     "lifecycle": "modelreg_lifecycle.app:SPEC",
 }
 
