@@ -11,6 +11,7 @@ from modelreg_common.server import ServiceSpec
 SERVICES: dict[str, str] = {
     "metadata": "modelreg_metadata.app:SPEC",
     "lifecycle": "modelreg_lifecycle.app:SPEC",
+    "artifact": "modelreg_artifact.app:SPEC",
 }
 
 

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from aiobotocore.session import get_session
 from grpc import aio
+from pydantic import SecretStr
 
 from modelreg.artifact.v1 import artifact_service_pb2_grpc
 from modelreg_artifact.app import ArtifactComponent, make_spec
@@ -124,7 +125,7 @@ async def start_artifacts(
                 endpoint_url=s3.endpoint_url,
                 bucket=bucket,
                 access_key_id=s3.access_key,
-                secret_access_key=s3.secret_key,
+                secret_access_key=SecretStr(s3.secret_key),
                 connect_timeout_seconds=2,
                 read_timeout_seconds=10,
             )

@@ -46,7 +46,8 @@ class LocalBackend:
         return self.root / key
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        # Folders are made on the first upload, so a server that stores nothing leaves no trace.
+        return None
 
     async def stop(self) -> None:
         return None
