@@ -1,0 +1,324 @@
+"""Every service of this build as its own process (one of them twice), one PostgreSQL, one
+SeaweedFS, peers over gRPC, and the Python client with one target per service: the scenario
+crosses services, and killing one replica keeps the registry working.
+
+Written against whatever `modelreg_server.catalog.SERVICES` lists: a step whose service is not in
+this build is skipped and says which service it waits for."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e.multiprocess.cluster import FAST_RECONNECT, Cluster, kill, start_cluster, stop_cluster
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from modelreg.artifact.v1 import artifact_service_pb2
+from modelreg.client import AsyncRegistry, NotFoundError
+from modelreg.metadata.v1 import model_version_pb2
+from modelreg_server.catalog import SERVICES
+
+pytestmark = pytest.mark.slow
+
+CHUNK = 64 * 1024
+
+
+def descriptor_services(service: str) -> set[str]:
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module(f"modelreg.{service}.v1")
+    names: set[str] = set()
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.endswith("_pb2"):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            names |= {s.full_name for s in module.DESCRIPTOR.services_by_name.values()}
+    return names
+
+
+def require(cluster: Cluster, *services: str) -> None:
+    missing = [s for s in services if s not in cluster.services]
+    if missing:
+        pytest.skip(
+            f"needs the {', '.join(missing)} service(s), not in modelreg_server.catalog.SERVICES "
+            f"of this build (it has: {', '.join(cluster.services)})"
+        )
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("multiprocess")
+
+
+@pytest.fixture(scope="module")
+async def artifact_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """S3 settings for the artifact processes, on a fresh bucket of the session's SeaweedFS
+    (started only when this build has the artifact service)."""
+    if "artifact" not in SERVICES:
+        return {}
+    from aiobotocore.session import get_session
+
+    s3 = request.getfixturevalue("s3")
+    bucket = f"mp-{uuid.uuid4().hex[:16]}"
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+    ) as s3_client:
+        await s3_client.create_bucket(Bucket=bucket)
+    return {
+        "MODELREG_ARTIFACT_BACKEND": "s3",
+        "MODELREG_ARTIFACT_S3__ENDPOINT_URL": s3.endpoint_url,
+        "MODELREG_ARTIFACT_S3__REGION": "us-east-1",
+        "MODELREG_ARTIFACT_S3__BUCKET": bucket,
+        "MODELREG_ARTIFACT_S3__ACCESS_KEY_ID": s3.access_key,
+        "MODELREG_ARTIFACT_S3__SECRET_ACCESS_KEY": s3.secret_key,
+    }
+
+
+@pytest.fixture(scope="module")
+async def cluster(
+    pg: Any, template: str, logs: Path, artifact_env: dict[str, str]
+) -> AsyncIterator[Cluster]:
+    services = list(SERVICES)
+    if not services:
+        pytest.skip("no service in modelreg_server.catalog.SERVICES yet")
+    database = f"mp_{uuid.uuid4().hex}"
+    await pg.execute(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
+    everyone: dict[str, str] = {}
+    if "events" not in services:
+        # Nobody to publish to: the outbox keeps the events until the events service exists.
+        everyone["MODELREG_RELAY_ENABLED"] = "false"
+    started = await start_cluster(
+        services,
+        dsn=pg.dsn(database),
+        logs=logs,
+        replicated="metadata" if "metadata" in services else services[0],
+        extra_env={"artifact": artifact_env, "*": everyone},
+    )
+    try:
+        yield started
+    finally:
+        await stop_cluster(started)
+        await pg.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+async def client(cluster: Cluster) -> AsyncIterator[AsyncRegistry]:
+    """The Python client with one target per service; a replicated service's target lists
+    every replica and calls are balanced over them (round_robin)."""
+    async with AsyncRegistry(
+        target=cluster.target(cluster.services[0]),
+        targets=cluster.targets(),
+        options=[("grpc.lb_policy_name", "round_robin"), *FAST_RECONNECT],
+    ) as registry:
+        yield registry
+
+
+# -- the steps of the scenario ----------------------------------------------------------------
+
+
+@dataclass
+class Registered:
+    model: str
+    version: str
+
+
+async def register(client: AsyncRegistry) -> Registered:
+    model_id = f"mp-{uuid.uuid4().hex[:12]}"
+    await client.metadata.create_registered_model(
+        registered_model_id=model_id, request_id=uuid.uuid4().hex
+    )
+    reply = await client.metadata.create_model_version(
+        parent=f"models/{model_id}",
+        model_version=model_version_pb2.ModelVersion(description="multi-process e2e"),
+        request_id=uuid.uuid4().hex,
+    )
+    version = reply.model_version
+    assert version.name == f"models/{model_id}/versions/1"
+    assert version.state == model_version_pb2.MODEL_VERSION_STATE_PENDING_REGISTRATION
+    return Registered(f"models/{model_id}", version.name)
+
+
+async def upload_and_finalize(client: AsyncRegistry, registered: Registered) -> str:
+    """Upload to artifact, then finalize in metadata, which seals the manifest in artifact."""
+    data = os.urandom(300 * 1024)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+    async def requests() -> AsyncIterator[artifact_service_pb2.UploadRequest]:
+        yield artifact_service_pb2.UploadRequest(
+            header=artifact_service_pb2.UploadHeader(
+                owner=registered.version,
+                path="model/weights.bin",
+                expected_size_bytes=len(data),
+                expected_digest=digest,
+            )
+        )
+        for offset in range(0, len(data), CHUNK):
+            yield artifact_service_pb2.UploadRequest(chunk=data[offset : offset + CHUNK])
+
+    uploaded = await client.artifacts.upload(requests())
+    assert (uploaded.file.digest, uploaded.file.size_bytes) == (digest, len(data))
+    finalized = (
+        await client.metadata.finalize_model_version(name=registered.version)
+    ).model_version
+    assert finalized.state == model_version_pb2.MODEL_VERSION_STATE_READY
+    manifest = (await client.artifacts.get_manifest(owner=registered.version)).manifest
+    assert manifest.sealed
+    assert (manifest.file_count, manifest.total_size_bytes) == (1, len(data))
+    assert finalized.artifact_digest == manifest.digest
+    digest_of_manifest: str = manifest.digest
+    return digest_of_manifest
+
+
+async def set_champion(client: AsyncRegistry, registered: Registered) -> None:
+    """lifecycle asks metadata whether the version exists and is READY before moving the alias."""
+    alias = f"{registered.model}/aliases/champion"
+    reply = await client.lifecycle.set_alias(name=alias, version=registered.version)
+    assert reply.alias.version == registered.version
+    resolved = await client.lifecycle.resolve_alias(name=f"{registered.model}@champion")
+    assert resolved.model_version.name == registered.version
+    assert resolved.model_version.state == model_version_pb2.MODEL_VERSION_STATE_READY
+
+
+async def events_of(client: AsyncRegistry, model: str, expected: set[str]) -> set[str]:
+    """Subscribe from the start of the log to this model's events until all expected arrived:
+    each service's outbox relay published them to the events process."""
+    seen: set[str] = set()
+    async with asyncio.timeout(30):
+        async for reply in client.events.subscribe(filter=f'subject = "{model}*"'):
+            seen.add(reply.event.type)
+            if expected <= seen:
+                break
+    return seen
+
+
+def expected_events(services: list[str]) -> set[str]:
+    expected = {"registered_model.created", "model_version.created"}
+    if "artifact" in services:
+        expected |= {"artifact.uploaded", "model_version.finalized"}
+    if {"artifact", "lifecycle"} <= set(services):
+        expected.add("model_version.alias_set")
+    return expected
+
+
+async def scenario(cluster: Cluster, client: AsyncRegistry) -> Registered:
+    """Every step this build can run, in the order a training job and a reviewer would."""
+    registered = await register(client)
+    if "artifact" in cluster.services:
+        await upload_and_finalize(client, registered)
+        if "lifecycle" in cluster.services:
+            await set_champion(client, registered)
+    if "events" in cluster.services:
+        expected = expected_events(cluster.services)
+        assert await events_of(client, registered.model, expected) >= expected
+    return registered
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+
+async def test_each_process_serves_exactly_its_own_services(cluster: Cluster) -> None:
+    for replica in cluster.all_replicas():
+        own = descriptor_services(replica.service)
+        async with aio.insecure_channel(replica.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for name in ("", *own):
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING, (replica.name, name)
+            for other in cluster.services:
+                if other != replica.service:
+                    with pytest.raises(aio.AioRpcError) as err:
+                        name = sorted(descriptor_services(other))[0]
+                        await health.Check(health_pb2.HealthCheckRequest(service=name))
+                    assert err.value.code().name == "NOT_FOUND"
+            listing = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+            )
+            listed = {
+                s.name for r in [r async for r in listing] for s in r.list_services_response.service
+            }
+        assert listed - {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} == own
+
+
+async def test_a_version_registered_through_one_replica_reads_back_from_every_replica(
+    cluster: Cluster, client: AsyncRegistry
+) -> None:
+    require(cluster, "metadata")
+    registered = await register(client)
+    for replica in cluster.replicas["metadata"]:
+        async with AsyncRegistry(target=replica.target) as direct:
+            version = (
+                await direct.metadata.get_model_version(name=registered.version)
+            ).model_version
+        assert version.name == registered.version
+
+
+async def test_finalize_seals_the_manifest_in_the_artifact_process(
+    cluster: Cluster, client: AsyncRegistry
+) -> None:
+    require(cluster, "metadata", "artifact")
+    registered = await register(client)
+    await upload_and_finalize(client, registered)
+
+
+async def test_alias_is_checked_against_metadata_in_another_process(
+    cluster: Cluster, client: AsyncRegistry
+) -> None:
+    require(cluster, "metadata", "artifact", "lifecycle")
+    registered = await register(client)
+    await upload_and_finalize(client, registered)
+    await set_champion(client, registered)
+    with pytest.raises(NotFoundError) as err:
+        await client.lifecycle.set_alias(
+            name=f"{registered.model}/aliases/challenger", version=f"{registered.model}/versions/9"
+        )
+    assert err.value.reason == "RESOURCE_NOT_FOUND"
+
+
+async def test_every_services_events_reach_the_events_process(
+    cluster: Cluster, client: AsyncRegistry
+) -> None:
+    require(cluster, "metadata", "events")
+    await scenario(cluster, client)
+
+
+async def test_killing_one_replica_keeps_the_registry_working(
+    cluster: Cluster, client: AsyncRegistry
+) -> None:
+    """Last in this module: it leaves the cluster one replica short."""
+    replicated = next(s for s, replicas in cluster.replicas.items() if len(replicas) > 1)
+    survivor = cluster.replicas[replicated][1]
+    if "metadata" in cluster.services:
+        await scenario(cluster, client)
+    await kill(cluster.replicas[replicated][0])
+    # The service's target still lists the dead replica, as a Service would until its endpoint
+    # is removed: health through it answers from the survivor.
+    async with aio.insecure_channel(
+        cluster.target(replicated), options=[("grpc.lb_policy_name", "round_robin")]
+    ) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(4):
+            reply = await health.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert survivor.process is not None
+    assert survivor.process.returncode is None
+    if "metadata" in cluster.services:
+        # Clients and peers (lifecycle -> metadata) reach the surviving replica.
+        await scenario(cluster, client)
+    else:
+        pytest.skip(
+            f"killed one of two {replicated} replicas and the survivor serves; the scenario "
+            "after the kill needs the metadata service"
+        )
