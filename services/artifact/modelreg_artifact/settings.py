@@ -45,7 +45,8 @@ class ArtifactSettings(BaseSettings):
     # about part_size * (parts_in_flight + 1).
     part_size_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
     parts_in_flight: int = Field(default=4, ge=1, le=64)
-    download_chunk_bytes: int = Field(default=2 * MIB, ge=64 * 1024, le=8 * MIB)
+    # Just under 4 MiB: a gRPC client with default options refuses larger messages.
+    download_chunk_bytes: int = Field(default=4 * MIB - 64 * 1024, ge=64 * 1024, le=15 * MIB)
     max_file_bytes: int = Field(default=1024**4, ge=0)
     max_owner_bytes: int = Field(default=4 * 1024**4, ge=0)
     max_path_bytes: int = Field(default=1024, ge=1)

@@ -106,31 +106,30 @@ class _PartPipeline:
         self._error: BaseException | None = None
         self.hashed_bytes = 0
 
-    async def submit(self, number: int, offset: int, data: bytes) -> None:
+    async def submit(self, number: int, offset: int, data: list[memoryview]) -> None:
         self._raise_failure()
         await self._slots.acquire()
+        size = sum(len(d) for d in data)
         try:
             self._raise_failure()
             if self.hasher is not None:
                 # hashlib drops the GIL on large buffers: the loop keeps serving meanwhile.
-                await asyncio.to_thread(self.hasher.update, data)
-                self.hashed_bytes = offset + len(data)
+                await asyncio.to_thread(_update_all, self.hasher, data)
+                self.hashed_bytes = offset + size
         except BaseException:
             self._slots.release()
             raise
-        task = asyncio.create_task(self._write(number, offset, data))
+        task = asyncio.create_task(self._write(number, offset, data, size))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _write(self, number: int, offset: int, data: bytes) -> None:
+    async def _write(self, number: int, offset: int, data: list[memoryview], size: int) -> None:
         s = self._session
         try:
             etag = await self._a.blobs.write_part(
                 s.storage_key, s.backend_upload_id, number, offset, data
             )
-            recorded = await self._a.repo.record_part(
-                s.id, self._holder, Part(number, etag, len(data))
-            )
+            recorded = await self._a.repo.record_part(s.id, self._holder, Part(number, etag, size))
             if not recorded:
                 raise FailedPrecondition(
                     f"upload {s.name} expired or was taken over by another stream",
@@ -351,28 +350,29 @@ class Artifacts:
         number = len(parts) + 1
         position = committed
         total = committed
-        pending: list[bytes] = []
+        # The received chunks of the part being assembled, as views: parts are cut without
+        # copying bytes (a chunk straddling a boundary is split into two views).
+        pending: list[memoryview] = []
         pending_bytes = 0
         clean_exit = False
         try:
             async for chunk in chunks:
                 total += len(chunk)
                 self._check_stream_size(session, total, owner_used)
-                pending.append(chunk)
-                pending_bytes += len(chunk)
-                if pending_bytes >= part_size:
-                    data = b"".join(pending)
-                    cut = 0
-                    while len(data) - cut >= part_size:
-                        await pipeline.submit(number, position, data[cut : cut + part_size])
+                view = memoryview(chunk)
+                while view:
+                    take = min(len(view), part_size - pending_bytes)
+                    pending.append(view[:take])
+                    pending_bytes += take
+                    view = view[take:]
+                    if pending_bytes == part_size:
+                        await pipeline.submit(number, position, pending)
                         number += 1
                         position += part_size
-                        cut += part_size
-                    pending = [data[cut:]] if cut < len(data) else []
-                    pending_bytes = len(data) - cut
+                        pending, pending_bytes = [], 0
             if pending_bytes or number == 1:
                 # The last (short) part; an empty file is one empty part.
-                await pipeline.submit(number, position, b"".join(pending))
+                await pipeline.submit(number, position, pending)
                 position += pending_bytes
             pending = []
             await pipeline.drain()
@@ -628,6 +628,11 @@ class Artifacts:
             if purged < len(doomed) or len(doomed) < batch:
                 break
         return GcReport(expired, collected, deleted)
+
+
+def _update_all(hasher: Any, data: list[memoryview]) -> None:
+    for piece in data:
+        hasher.update(piece)
 
 
 def _sealed(owner: str) -> FailedPrecondition:

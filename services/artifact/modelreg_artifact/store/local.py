@@ -10,18 +10,25 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from typing_extensions import Buffer
+
 from modelreg_artifact.domain.models import Part
 from modelreg_common.errors import Unavailable
 
 
-def _pwrite_all(path: Path, offset: int, data: bytes) -> None:
+def _pwrite_all(path: Path, offset: int, data: Sequence[Buffer]) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view = view[written:]
+        views = [memoryview(d).cast("B") for d in data]
+        while views:
+            written = os.pwritev(fd, views, offset)
             offset += written
+            # A short write: drop what went out and go again with the rest.
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
     finally:
         os.close(fd)
 
@@ -63,10 +70,10 @@ class LocalBackend:
         return ""
 
     async def write_part(
-        self, key: str, upload_id: str, number: int, offset: int, data: bytes
+        self, key: str, upload_id: str, number: int, offset: int, data: Sequence[Buffer]
     ) -> str:
         await self._io(_pwrite_all, self._path(key), offset, data)
-        return f"local-{number}-{len(data)}"
+        return f"local-{number}"
 
     async def complete(
         self, key: str, upload_id: str, parts: Sequence[Part], size_bytes: int
@@ -99,22 +106,36 @@ class LocalBackend:
     ) -> AsyncIterator[bytes]:
         path = self._path(key)
         try:
-            handle = await asyncio.to_thread(open, path, "rb", buffering=0)
+            fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
         except OSError as exc:
             raise Unavailable(f"cannot read artifact storage: {exc}", backend="local") from exc
+        end = offset + length
+        # Read ahead: the next chunk comes off the disk while this one is sent.
+        ahead: asyncio.Future[bytes] | None = None
         try:
-            await asyncio.to_thread(handle.seek, offset)
-            left = length
-            while left > 0:
-                chunk = await asyncio.to_thread(handle.read, min(chunk_bytes, left))
+            position = offset
+            if position < end:
+                ahead = asyncio.ensure_future(
+                    asyncio.to_thread(os.pread, fd, min(chunk_bytes, end - position), position)
+                )
+            while ahead is not None:
+                chunk = await ahead
+                ahead = None
                 if not chunk:
                     raise Unavailable(
                         f"artifact object {key} is shorter than recorded", backend="local"
                     )
-                left -= len(chunk)
+                position += len(chunk)
+                if position < end:
+                    ahead = asyncio.ensure_future(
+                        asyncio.to_thread(os.pread, fd, min(chunk_bytes, end - position), position)
+                    )
                 yield chunk
         finally:
-            handle.close()
+            if ahead is not None:
+                with contextlib.suppress(BaseException):
+                    await ahead
+            os.close(fd)
 
     async def size_of(self, key: str) -> int:
         try:

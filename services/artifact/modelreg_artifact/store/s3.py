@@ -17,6 +17,7 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from typing_extensions import Buffer
 
 from modelreg_artifact.domain.models import Part
 from modelreg_artifact.settings import S3Settings
@@ -93,15 +94,16 @@ class S3Backend:
         return str(response["UploadId"])
 
     async def write_part(
-        self, key: str, upload_id: str, number: int, offset: int, data: bytes
+        self, key: str, upload_id: str, number: int, offset: int, data: Sequence[Buffer]
     ) -> str:
+        body = b"".join(data)
         with _s3_errors("UploadPart"):
             response = await self._client.upload_part(
                 Bucket=self.bucket,
                 Key=self.key(key),
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=data,
+                Body=body,
             )
         return str(response["ETag"])
 

@@ -1,0 +1,376 @@
+"""W4: one large file through the artifact service, on the local backend (the embedded
+default) and on S3 (SeaweedFS), against the physical floor and aiobotocore direct.
+
+Starts its own PostgreSQL (LocalPostgres) and SeaweedFS (LocalS3); each artifact server runs
+in its own process (so its RSS is its own), sampled every 0.2 s with its children. The client is
+this process, using the project's transfer helpers (the download verifies the sha256).
+
+    python bench/w4_artifacts.py [--size-mib 256] [--workdir DIR]
+
+Prints one JSON document. Default size 256 MiB (W4 allows it on slow hosts; this box is a
+shared 2-core VM, so numbers are noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+MIB = 1024 * 1024
+
+
+# -- the server process -------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Child mode: run a RegistryServer with only the artifact service until stdin closes."""
+    from modelreg_artifact.app import make_spec
+    from modelreg_artifact.settings import ArtifactSettings
+    from modelreg_common.logs import configure_logging
+    from modelreg_common.server import RegistryServer
+    from modelreg_common.settings import Settings
+
+    settings = Settings(listen="127.0.0.1:0", home=Path(args.workdir), log_level="warning")
+    configure_logging(settings)
+    artifact = ArtifactSettings.model_validate_json(args.artifact_settings)
+
+    async def main() -> None:
+        server = RegistryServer(settings, [make_spec(artifact)], args.dsn)
+        await server.start()
+        print(server.address, flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+        await server.stop(1)
+
+    asyncio.run(main())
+
+
+class ServerProcess:
+    def __init__(self, dsn: str, workdir: Path, artifact_settings: dict[str, Any]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", "--dsn", dsn, "--workdir", str(workdir),
+             "--artifact-settings", json.dumps(artifact_settings)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        self.address = self.process.stdout.readline().strip()
+        if not self.address:
+            raise RuntimeError("artifact server did not start")
+
+    def tree_rss(self) -> int:
+        try:
+            root = psutil.Process(self.process.pid)
+            procs = [root, *root.children(recursive=True)]
+            return sum(p.memory_info().rss for p in procs)
+        except psutil.NoSuchProcess:
+            return 0
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+class RssSampler:
+    """Peak RSS of a process tree (and of this client) every 0.2 s while a transfer runs."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.baseline = server.tree_rss()
+        self.peak = self.baseline
+        self.client_peak = psutil.Process().memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, self.server.tree_rss())
+            self.client_peak = max(self.client_peak, me.memory_info().rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.server.tree_rss())
+
+    def report(self) -> dict[str, float]:
+        return {
+            "server_rss_before_mib": round(self.baseline / MIB, 1),
+            "server_rss_peak_mib": round(self.peak / MIB, 1),
+            "server_rss_growth_mib": round((self.peak - self.baseline) / MIB, 1),
+            "client_rss_peak_mib": round(self.client_peak / MIB, 1),
+        }
+
+
+# -- measurements --------------------------------------------------------------------------------
+
+
+def mib_s(size: int, seconds: float) -> float:
+    return round(size / MIB / seconds, 1)
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def drop_file_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def physical_floor(source: Path, scratch: Path, size: int) -> dict[str, float]:
+    target = scratch / "floor.bin"
+    subprocess.run(["cat", str(source)], check=True, stdout=subprocess.DEVNULL)  # warm cache
+    hot_cp = timed(["cp", str(source), str(target)])
+    target.unlink()
+    subprocess.run(["sync"], check=True)
+    cp_sync = timed(["sh", "-c", f"cp '{source}' '{target}' && sync"])
+    target.unlink()
+    dd_write = timed(
+        ["dd", f"if={source}", f"of={target}", "bs=1M", "conv=fdatasync", "status=none"]
+    )
+    drop_file_cache(target)
+    dd_direct_read = timed(
+        ["dd", f"if={target}", "of=/dev/null", "bs=1M", "iflag=direct", "status=none"]
+    )
+    target.unlink()
+    return {
+        "cp_hot_mib_s": mib_s(size, hot_cp),
+        "cp_sync_mib_s": mib_s(size, cp_sync),
+        "dd_fdatasync_write_mib_s": mib_s(size, dd_write),
+        "dd_o_direct_read_mib_s": mib_s(size, dd_direct_read),
+    }
+
+
+async def through_service(
+    server: ServerProcess, source: Path, scratch: Path, size: int, digest: str
+) -> dict[str, Any]:
+    from grpc import aio
+
+    from modelreg.artifact.transfer import download_file, upload_file
+    from modelreg.artifact.v1 import artifact_service_pb2_grpc
+
+    options = [("grpc.max_send_message_length", 16 * MIB), ("grpc.max_receive_message_length", 16 * MIB)]
+    owner = f"models/w4-{uuid.uuid4().hex[:8]}/versions/1"
+    async with aio.insecure_channel(server.address, options=options) as channel:
+        stub = artifact_service_pb2_grpc.ArtifactServiceStub(channel)
+        with RssSampler(server) as up_rss:
+            started = time.perf_counter()
+            entry = await upload_file(stub, owner, "model.bin", source)
+            up = time.perf_counter() - started
+        target = scratch / "downloaded.bin"
+        with RssSampler(server) as down_rss:
+            started = time.perf_counter()
+            await download_file(stub, owner, "model.bin", target)
+            down = time.perf_counter() - started
+    ok = entry.digest == digest and target.stat().st_size == size
+    ok = ok and await asyncio.to_thread(sha256_file, target) == digest
+    target.unlink()
+    return {
+        "upload_mib_s": mib_s(size, up),
+        "download_mib_s": mib_s(size, down),
+        "upload_seconds": round(up, 3),
+        "download_seconds": round(down, 3),
+        "digest_ok": ok,
+        "upload_memory": up_rss.report(),
+        "download_memory": down_rss.report(),
+    }
+
+
+async def s3_direct(s3: Any, bucket: str, source: Path, scratch: Path, size: int, part: int) -> dict[str, Any]:
+    """aiobotocore to the same SeaweedFS: multipart upload (same part size, 4 in flight) and a
+    streamed GET to a file."""
+    from aiobotocore.session import get_session
+
+    async with get_session().create_client(
+        "s3", endpoint_url=s3.endpoint_url, region_name="us-east-1",
+        aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key,
+    ) as client:  # fmt: skip
+        key = f"direct/{uuid.uuid4().hex}"
+        started = time.perf_counter()
+        upload = await client.create_multipart_upload(Bucket=bucket, Key=key)
+        slots = asyncio.Semaphore(4)
+        parts: list[dict[str, Any]] = []
+
+        async def put(number: int, data: bytes) -> None:
+            try:
+                response = await client.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=number, Body=data
+                )
+                parts.append({"PartNumber": number, "ETag": response["ETag"]})
+            finally:
+                slots.release()
+
+        tasks = []
+        with source.open("rb") as handle:
+            number = 1
+            while True:
+                await slots.acquire()
+                data = await asyncio.to_thread(handle.read, part)
+                if not data and number > 1:
+                    slots.release()
+                    break
+                tasks.append(asyncio.create_task(put(number, data)))
+                number += 1
+                if len(data) < part:
+                    break
+        await asyncio.gather(*tasks)
+        parts.sort(key=lambda p: p["PartNumber"])
+        await client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+        )
+        up = time.perf_counter() - started
+        target = scratch / "direct.bin"
+        started = time.perf_counter()
+        response = await client.get_object(Bucket=bucket, Key=key)
+        with target.open("wb") as out:
+            async for chunk in response["Body"].iter_chunks(1 * MIB):
+                out.write(chunk)
+        down = time.perf_counter() - started
+        target.unlink()
+        await client.delete_object(Bucket=bucket, Key=key)
+    return {"upload_mib_s": mib_s(size, up), "download_mib_s": mib_s(size, down)}
+
+
+async def fresh_database(pg: Any, name: str) -> str:
+    """One database per backend: blobs are deduplicated per database, and a blob stored by one
+    backend is not in the other."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg.dsn())
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return str(pg.dsn(name))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as handle:
+        while data := handle.read(4 * MIB):
+            h.update(data)
+    return f"sha256:{h.hexdigest()}"
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from aiobotocore.session import get_session
+
+    from modelreg_common.local_postgres import LocalPostgres
+    from modelreg_common.local_s3 import LocalS3
+
+    size = args.size_mib * MIB
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="modelreg-w4-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o755)
+    source = workdir / "source.bin"
+    with source.open("wb") as out:
+        for _ in range(args.size_mib):
+            out.write(os.urandom(MIB))
+    digest = sha256_file(source)
+    part = 8 * MIB
+    pg = LocalPostgres(workdir / "pg", durable=True)
+    s3 = LocalS3(workdir / "s3")
+    await asyncio.to_thread(pg.start)
+    await asyncio.to_thread(s3.start)
+    result: dict[str, Any] = {
+        "workload": "W4",
+        "file_size_mib": args.size_mib,
+        "scaled_down": args.size_mib < 1024,
+        "host": {"cores": os.cpu_count(), "python": platform.python_version(),
+                 "note": "shared 2-core VM, other engineers' jobs running: noisy"},
+    }  # fmt: skip
+    try:
+        scratch = workdir / "scratch"
+        scratch.mkdir()
+        result["physical_floor"] = physical_floor(source, scratch, size)
+
+        local = ServerProcess(await fresh_database(pg, "w4_local"), workdir, {"root": str(workdir / "artifacts")})
+        try:
+            result["local"] = await through_service(local, source, scratch, size, digest)
+        finally:
+            local.stop()
+        floor = result["physical_floor"]
+        result["local"]["upload_vs_cp_sync"] = round(
+            result["local"]["upload_mib_s"] / floor["cp_sync_mib_s"], 2
+        )
+        result["local"]["download_vs_hot_cp"] = round(
+            result["local"]["download_mib_s"] / floor["cp_hot_mib_s"], 2
+        )
+
+        bucket = "w4-bench"
+        async with get_session().create_client(
+            "s3", endpoint_url=s3.endpoint_url, region_name="us-east-1",
+            aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key,
+        ) as client:  # fmt: skip
+            await client.create_bucket(Bucket=bucket)
+        result["s3_direct"] = await s3_direct(s3, bucket, source, scratch, size, part)
+        s3_settings = {
+            "backend": "s3",
+            "part_size_bytes": part,
+            "s3": {"endpoint_url": s3.endpoint_url, "bucket": bucket, "prefix": "registry/",
+                   "access_key_id": s3.access_key, "secret_access_key": s3.secret_key},
+        }  # fmt: skip
+        remote = ServerProcess(await fresh_database(pg, "w4_s3"), workdir, s3_settings)
+        try:
+            result["s3"] = await through_service(remote, source, scratch, size, digest)
+        finally:
+            remote.stop()
+        direct = result["s3_direct"]
+        result["s3"]["upload_vs_direct"] = round(
+            result["s3"]["upload_mib_s"] / direct["upload_mib_s"], 2
+        )
+        result["s3"]["download_vs_direct"] = round(
+            result["s3"]["download_mib_s"] / direct["download_mib_s"], 2
+        )
+    finally:
+        await asyncio.to_thread(s3.stop)
+        await asyncio.to_thread(pg.stop)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--workdir", default="")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--artifact-settings", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args)
+        return
+    print(json.dumps(asyncio.run(run(args)), indent=2))
+
+
+
+if __name__ == "__main__":
+    main()
