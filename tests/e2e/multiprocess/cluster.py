@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -32,6 +33,7 @@ class Replica:
     service: str
     index: int
     port: int
+    metrics_port: int
     log: Path
     process: asyncio.subprocess.Process | None = None
 
@@ -42,6 +44,15 @@ class Replica:
     @property
     def name(self) -> str:
         return f"{self.service}-{self.index}"
+
+    def log_records(self) -> list[dict[str, object]]:
+        """The JSON log lines written so far (stderr is line-buffered)."""
+        records = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    records.append(json.loads(line))
+        return records
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log.exists():
@@ -119,7 +130,8 @@ async def start_cluster(
     for service in services:
         count = 2 if service == replicated else 1
         cluster.replicas[service] = [
-            Replica(service, i, free_port(), logs / f"{service}-{i}.log") for i in range(count)
+            Replica(service, i, free_port(), free_port(), logs / f"{service}-{i}.log")
+            for i in range(count)
         ]
     # Targets are known before anything starts: every peer gets all replicas of the others.
     targets = cluster.targets()
@@ -130,6 +142,11 @@ async def start_cluster(
             MODELREG_LISTEN=replica.target,
             MODELREG_DATABASE_URL=dsn,
             MODELREG_LOG_FORMAT="json",
+            MODELREG_METRICS_LISTEN=f"127.0.0.1:{replica.metrics_port}",
+            # Spans go to stdout (discarded); what matters is that a span is active, so the
+            # JSON logs on stderr carry trace ids.
+            MODELREG_TELEMETRY__EXPORTER="console",
+            MODELREG_TELEMETRY__SERVICE_NAME=f"modelreg-{replica.service}",
             MODELREG_SHUTDOWN_GRACE_SECONDS="1",
             MODELREG_PEERS__TIMEOUT_SECONDS="5",
         )
@@ -148,7 +165,7 @@ async def start_cluster(
                 replica.service,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
+                stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
             )
     try:

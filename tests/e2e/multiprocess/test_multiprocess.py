@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -151,7 +152,9 @@ async def register(client: AsyncRegistry) -> Registered:
     return Registered(f"models/{model_id}", version.name)
 
 
-async def upload_and_finalize(client: AsyncRegistry, registered: Registered) -> str:
+async def upload_and_finalize(
+    client: AsyncRegistry, registered: Registered, metadata: tuple[tuple[str, str], ...] = ()
+) -> str:
     """Upload to artifact, then finalize in metadata, which seals the manifest in artifact."""
     data = os.urandom(300 * 1024)
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
@@ -171,7 +174,7 @@ async def upload_and_finalize(client: AsyncRegistry, registered: Registered) -> 
     uploaded = await client.artifacts.upload(requests())
     assert (uploaded.file.digest, uploaded.file.size_bytes) == (digest, len(data))
     finalized = (
-        await client.metadata.finalize_model_version(name=registered.version)
+        await client.metadata.finalize_model_version(name=registered.version, metadata=metadata)
     ).model_version
     assert finalized.state == model_version_pb2.MODEL_VERSION_STATE_READY
     manifest = (await client.artifacts.get_manifest(owner=registered.version)).manifest
@@ -292,6 +295,68 @@ async def test_every_services_events_reach_the_events_process(
 ) -> None:
     require(cluster, "metadata", "events")
     await scenario(cluster, client)
+
+
+async def test_logs_of_one_call_across_processes_carry_the_callers_trace_id(
+    cluster: Cluster, client: AsyncRegistry
+) -> None:
+    """The client starts a trace (a W3C traceparent of its own); the request log lines of
+    metadata (FinalizeModelVersion) and of artifact (the SealManifest it calls) both name it."""
+    require(cluster, "metadata", "artifact")
+    registered = await register(client)
+    trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    await upload_and_finalize(
+        client, registered, metadata=(("traceparent", f"00-{trace_id}-{span_id}-01"),)
+    )
+
+    def logged(service: str, method: str) -> list[dict[str, object]]:
+        return [
+            record
+            for replica in cluster.replicas[service]
+            for record in replica.log_records()
+            if record.get("event") == "rpc.finished"
+            and record.get("method") == method
+            and record.get("trace_id") == trace_id
+        ]
+
+    finalize = logged("metadata", "/modelreg.metadata.v1.ModelVersionService/FinalizeModelVersion")
+    seal = logged("artifact", "/modelreg.artifact.v1.ArtifactService/SealManifest")
+    assert [r["code"] for r in finalize] == ["OK"]
+    assert [r["code"] for r in seal] == ["OK"]
+    # The request id is per hop; the trace id is what ties the hops together.
+    assert finalize[0]["request_id"] != seal[0]["request_id"]
+
+
+async def test_each_process_exposes_its_rpc_metrics(
+    cluster: Cluster, client: AsyncRegistry
+) -> None:
+    require(cluster, "metadata", "artifact")
+    await upload_and_finalize(client, await register(client))
+
+    def scrape(port: int) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            body: bytes = reply.read()
+        return body.decode()
+
+    seal = 'method="/modelreg.artifact.v1.ArtifactService/SealManifest"'
+    finalize = 'method="/modelreg.metadata.v1.ModelVersionService/FinalizeModelVersion"'
+    artifact = await asyncio.to_thread(scrape, cluster.replicas["artifact"][0].metrics_port)
+    metadata = "".join(
+        [await asyncio.to_thread(scrape, r.metrics_port) for r in cluster.replicas["metadata"]]
+    )
+    for text, method in ((artifact, seal), (metadata, finalize)):
+        counted = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("modelreg_rpc_total{") and method in line and 'code="OK"' in line
+        ]
+        assert sum(counted) >= 1, method
+        assert any(
+            line.startswith("modelreg_rpc_duration_seconds_bucket{") and method in line
+            for line in text.splitlines()
+        ), method
+    # Only the service's own methods are counted in its process.
+    assert "modelreg.metadata.v1" not in artifact
 
 
 async def test_killing_one_replica_keeps_the_registry_working(
