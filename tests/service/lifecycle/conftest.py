@@ -5,7 +5,7 @@ used by test_with_metadata.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,12 +171,29 @@ class Lifecycle:
 
 
 @pytest.fixture
-async def lifecycle(
+async def start_lifecycle(
     start_server: Any, dsn: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Lifecycle]:
-    monkeypatch.setenv("MODELREG_LIFECYCLE_METADATA_TOKEN", token_of("svc-lifecycle"))
-    monkeypatch.setenv("MODELREG_LIFECYCLE_METADATA_BACKOFF_SECONDS", "0.001")
-    meta = FakeMetadata()
-    server = await start_server([meta.spec(), LIFECYCLE], settings=token_settings())
-    async with aio.insecure_channel(server.address) as channel:
-        yield Lifecycle(server, channel, meta, dsn)
+) -> AsyncIterator[Callable[..., Awaitable[Lifecycle]]]:
+    """`await start_lifecycle(**env)`: lifecycle plus the metadata stand-in, with extra
+    MODELREG_LIFECYCLE_* settings given as keyword arguments."""
+    channels: list[aio.Channel] = []
+
+    async def start(**env: str) -> Lifecycle:
+        monkeypatch.setenv("MODELREG_LIFECYCLE_METADATA_TOKEN", token_of("svc-lifecycle"))
+        monkeypatch.setenv("MODELREG_LIFECYCLE_METADATA_BACKOFF_SECONDS", "0.001")
+        for key, value in env.items():
+            monkeypatch.setenv(f"MODELREG_LIFECYCLE_{key.upper()}", value)
+        meta = FakeMetadata()
+        server = await start_server([meta.spec(), LIFECYCLE], settings=token_settings())
+        channel = aio.insecure_channel(server.address)
+        channels.append(channel)
+        return Lifecycle(server, channel, meta, dsn)
+
+    yield start
+    for channel in channels:
+        await channel.close()
+
+
+@pytest.fixture
+async def lifecycle(start_lifecycle: Callable[..., Awaitable[Lifecycle]]) -> Lifecycle:
+    return await start_lifecycle()

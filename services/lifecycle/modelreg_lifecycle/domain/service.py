@@ -637,12 +637,15 @@ class LifecycleService:
             added = await tx.add_approval(request.model, request.id, principal.subject, comment)
             events: list[Event] = []
             if added:
-                events.append(
-                    Event(
-                        "transition_request.approved",
-                        request.name,
-                        {"approver": principal.subject, "comment": comment},
-                    )
+                # Recorded before the move it may trigger, so the log reads in causal order.
+                await tx.add_events(
+                    [
+                        Event(
+                            "transition_request.approved",
+                            request.name,
+                            {"approver": principal.subject, "comment": comment},
+                        )
+                    ]
                 )
             approvals = len(locked.approvals) + (1 if added else 0)
             if approvals >= reqs.required_approvals:

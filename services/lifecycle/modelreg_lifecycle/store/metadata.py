@@ -120,7 +120,8 @@ class MetadataCatalog:
     async def get_run_metrics(self, run: str) -> Mapping[str, float]:
         request = run_service_pb2.GetRunRequest(name=run)
         response = await self._call(
-            run, lambda: self.stubs.runs.GetRun(request, timeout=self._timeout, metadata=self._metadata)
+            run,
+            lambda: self.stubs.runs.GetRun(request, timeout=self._timeout, metadata=self._metadata),
         )
         return dict(response.run.latest_metrics)
 
