@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import asyncpg
@@ -154,11 +155,13 @@ async def test_concurrent_movers_exactly_one_wins_per_expected_value(lifecycle: 
             try:
                 await set_alias(alice, v(target), expected_version=expected)
             except aio.AioRpcError as err:
-                assert err.code() == grpc.StatusCode.ABORTED
+                codes.append(err.code())
                 return None
             return target
 
+        codes: list[grpc.StatusCode] = []
         results = await asyncio.gather(*(move(t) for t in targets))
+        assert codes == [grpc.StatusCode.ABORTED] * (movers - 1)
         winners = [r for r in results if r is not None]
         assert len(winners) == 1, results
         current = winners[0]
@@ -169,7 +172,7 @@ async def test_concurrent_movers_exactly_one_wins_per_expected_value(lifecycle: 
     # One initial set plus one move per round; each entry starts where the previous ended.
     entries = list(reversed(history.entries))
     assert len(entries) == 4
-    for before, after in zip(entries, entries[1:], strict=False):
+    for before, after in itertools.pairwise(entries):
         assert after.from_version == before.to_version
 
 
@@ -183,7 +186,7 @@ async def test_unconditional_concurrent_moves_are_linearizable(lifecycle: Any) -
     )
     entries = list(reversed(history.entries))
     assert entries[0].from_version == ""
-    for before, after in zip(entries, entries[1:], strict=False):
+    for before, after in itertools.pairwise(entries):
         assert after.from_version == before.to_version
     final = await resolve(alice, "models/fraud@champion")
     assert final.model_version.name == entries[-1].to_version
