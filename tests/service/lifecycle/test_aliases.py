@@ -150,8 +150,11 @@ async def test_concurrent_movers_exactly_one_wins_per_expected_value(lifecycle: 
     current = 1
     for _round in range(3):
         targets = [n for n in range(1, movers + 2) if n != current][:movers]
+        codes: list[grpc.StatusCode] = []
 
-        async def move(target: int, expected: int = current) -> int | None:
+        async def move(
+            target: int, expected: int = current, codes: list[grpc.StatusCode] = codes
+        ) -> int | None:
             try:
                 await set_alias(alice, v(target), expected_version=expected)
             except aio.AioRpcError as err:
@@ -159,7 +162,6 @@ async def test_concurrent_movers_exactly_one_wins_per_expected_value(lifecycle: 
                 return None
             return target
 
-        codes: list[grpc.StatusCode] = []
         results = await asyncio.gather(*(move(t) for t in targets))
         assert codes == [grpc.StatusCode.ABORTED] * (movers - 1)
         winners = [r for r in results if r is not None]
