@@ -31,6 +31,7 @@ KUBE = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
 SERVICES = list(PeerSettings.model_fields.keys() - {"timeout_seconds"})
 GATEWAY_API = "gateway.networking.k8s.io/v1"
+ISTIO_SECURITY = "security.istio.io/v1"
 # Created out of band in production (deploy/README.md); optional refs need not exist at all.
 EXTERNAL_SECRETS = {"modelreg-postgres", "modelreg-s3", "modelreg-auth", "modelreg-gateway-tls"}
 GRPC_PORT = 50051
@@ -92,19 +93,26 @@ def registry_deployments(objects: list[Resource]) -> list[Resource]:
 # -- schema validation ----------------------------------------------------------------------------
 
 
+# Custom resources the Kubernetes validator has no schema for: apiVersion -> our schema file.
+CRD_SCHEMAS = {GATEWAY_API: "gateway_api_v1.schema.json", ISTIO_SECURITY: "istio_v1.schema.json"}
+
+
 @cache
-def gateway_schemas() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(
-        (Path(__file__).parent / "gateway_api_v1.schema.json").read_text()
-    )
-    return {
-        kind: jsonschema.Draft202012Validator({**loaded[kind], "$defs": loaded["$defs"]})
-        for kind in ("Gateway", "GRPCRoute")
-    }
+def crd_validators() -> dict[tuple[str, str], Any]:
+    validators = {}
+    for api_version, filename in CRD_SCHEMAS.items():
+        loaded = json.loads((Path(__file__).parent / filename).read_text())
+        for kind, schema in loaded.items():
+            if not kind.startswith("$"):
+                validators[(api_version, kind)] = jsonschema.Draft202012Validator(
+                    {**schema, "$defs": loaded.get("$defs", {})}
+                )
+    return validators
 
 
-def gateway_errors(resource: Resource) -> list[str]:
-    validator = gateway_schemas()[resource["kind"]]
+def crd_errors(resource: Resource) -> list[str]:
+    validator = crd_validators().get((resource["apiVersion"], resource["kind"]))
+    assert validator is not None, f"no schema for {resource['apiVersion']} {resource['kind']}"
     return [
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
         for e in validator.iter_errors(resource)
@@ -129,8 +137,8 @@ def test_rendered_manifests_pass_strict_kubernetes_validation(overlay: str, tmp_
     } <= kinds
     files = []
     for index, resource in enumerate(objects):
-        if resource["apiVersion"] == GATEWAY_API:
-            assert gateway_errors(resource) == [], key(resource)
+        if resource["apiVersion"] in CRD_SCHEMAS:
+            assert crd_errors(resource) == [], key(resource)
             continue
         path = tmp_path / f"{index:03d}-{resource['kind']}-{resource['metadata']['name']}.yaml"
         path.write_text(yaml.safe_dump(resource))
@@ -152,14 +160,20 @@ def test_the_validators_reject_broken_objects(tmp_path: Path) -> None:
     route["spec"]["rules"][0]["matches"][0]["method"]["service"] = "modelreg/metadata"
     route["spec"]["rules"][0]["backendRefs"][0].pop("port")
     route["spec"]["rules"][0]["timeouts"] = {"request": "1s"}
-    errors = gateway_errors(route)
+    errors = crd_errors(route)
     assert any("matches/0/method/service" in e for e in errors), errors
     assert any("'port' is a required property" in e for e in errors), errors
     assert any("timeouts" in e for e in errors), errors
     gateway = copy.deepcopy(find(objects, "Gateway", "modelreg"))
     assert gateway is not None
     del gateway["spec"]["listeners"][0]["tls"]
-    assert any("'tls' is a required property" in e for e in gateway_errors(gateway))
+    assert any("'tls' is a required property" in e for e in crd_errors(gateway))
+
+    (mtls,) = by_kind(resources("overlays/prod"), "PeerAuthentication")
+    assert mtls["spec"]["mtls"]["mode"] == "STRICT"
+    mtls = copy.deepcopy(mtls)
+    mtls["spec"]["mtls"]["mode"] = "STRICTER"
+    assert any("mtls/mode" in e for e in crd_errors(mtls))
 
     deployment = copy.deepcopy(registry_deployments(objects)[0])
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["sevice"] = ""
@@ -490,10 +504,12 @@ def test_network_policies_allow_exactly_the_calls_the_services_make(overlay: str
     namespace = {"kubernetes.io/metadata.name": "modelreg"}
     pods: dict[str, Pod] = {
         "client": ({"kubernetes.io/metadata.name": "apps"}, {"modelreg.io/client": "true"}),
-        "gateway": (
+        "gateway": (namespace, {"gateway.networking.k8s.io/gateway-name": "modelreg"}),
+        "shared-gateway": (
             {"kubernetes.io/metadata.name": "gw", "modelreg.io/gateway": "true"},
             {"app": "gateway"},
         ),
+        "neighbour": (namespace, {"app": "other"}),
         "stranger": ({"kubernetes.io/metadata.name": "apps"}, {"app": "other"}),
     }
     for deployment in registry_deployments(objects):
@@ -508,10 +524,12 @@ def test_network_policies_allow_exactly_the_calls_the_services_make(overlay: str
         for target in SERVICES
         if _allowed(policies, "Ingress", pods[target], pods[source], grpc)
         and (
-            source not in SERVICES or _allowed(policies, "Egress", pods[source], pods[target], grpc)
+            pods[source][0] != namespace
+            or _allowed(policies, "Egress", pods[source], pods[target], grpc)
         )
     }
-    expected = {(c, s) for c in ("client", "gateway") for s in SERVICES} | {
+    clients = ("client", "gateway", "shared-gateway")
+    expected = {(c, s) for c in clients for s in SERVICES} | {
         (source, target) for source, targets in CALLS.items() for target in targets
     }
     assert allowed == expected
