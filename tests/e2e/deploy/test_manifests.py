@@ -29,7 +29,9 @@ from modelreg_common.settings import PeerSettings, Settings
 ROOT = Path(__file__).resolve().parents[3]
 KUBE = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
-SERVICES = list(PeerSettings.model_fields.keys() - {"timeout_seconds"})
+# The four deployables; each is also a peer name (MODELREG_PEERS__<NAME>).
+SERVICES = ["metadata", "artifact", "lifecycle", "events"]
+assert set(SERVICES) <= PeerSettings.model_fields.keys()
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 ISTIO_SECURITY = "security.istio.io/v1"
 # Created out of band in production (deploy/README.md); optional refs need not exist at all.
