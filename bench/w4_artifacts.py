@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,66 +144,97 @@ def drop_file_cache(path: Path) -> None:
         os.close(fd)
 
 
-def physical_floor(source: Path, scratch: Path, size: int) -> dict[str, float]:
+def physical_floor(source: Path, scratch: Path, size: int, repeat: int) -> dict[str, Any]:
+    """The floor on the same filesystem, each measured `repeat` times (median reported)."""
+    runs: dict[str, list[float]] = {
+        "cp_hot_mib_s": [], "cp_sync_mib_s": [], "dd_fdatasync_write_mib_s": [],
+        "dd_o_direct_read_mib_s": [],
+    }  # fmt: skip
     target = scratch / "floor.bin"
-    subprocess.run(["cat", str(source)], check=True, stdout=subprocess.DEVNULL)  # warm cache
-    hot_cp = timed(["cp", str(source), str(target)])
-    target.unlink()
-    subprocess.run(["sync"], check=True)
-    cp_sync = timed(["sh", "-c", f"cp '{source}' '{target}' && sync"])
-    target.unlink()
-    dd_write = timed(
-        ["dd", f"if={source}", f"of={target}", "bs=1M", "conv=fdatasync", "status=none"]
-    )
-    drop_file_cache(target)
-    dd_direct_read = timed(
-        ["dd", f"if={target}", "of=/dev/null", "bs=1M", "iflag=direct", "status=none"]
-    )
-    target.unlink()
-    return {
-        "cp_hot_mib_s": mib_s(size, hot_cp),
-        "cp_sync_mib_s": mib_s(size, cp_sync),
-        "dd_fdatasync_write_mib_s": mib_s(size, dd_write),
-        "dd_o_direct_read_mib_s": mib_s(size, dd_direct_read),
-    }
+    for _ in range(repeat):
+        subprocess.run(["cat", str(source)], check=True, stdout=subprocess.DEVNULL)  # warm
+        subprocess.run(["sync"], check=True)
+        runs["cp_hot_mib_s"].append(mib_s(size, timed(["cp", str(source), str(target)])))
+        target.unlink()
+        subprocess.run(["sync"], check=True)
+        cp_sync = timed(["sh", "-c", f"cp '{source}' '{target}' && sync"])
+        runs["cp_sync_mib_s"].append(mib_s(size, cp_sync))
+        target.unlink()
+        subprocess.run(["sync"], check=True)
+        dd_write = timed(
+            ["dd", f"if={source}", f"of={target}", "bs=1M", "conv=fdatasync", "status=none"]
+        )
+        runs["dd_fdatasync_write_mib_s"].append(mib_s(size, dd_write))
+        drop_file_cache(target)
+        dd_read = timed(
+            ["dd", f"if={target}", "of=/dev/null", "bs=1M", "iflag=direct", "status=none"]
+        )
+        runs["dd_o_direct_read_mib_s"].append(mib_s(size, dd_read))
+        target.unlink()
+    result: dict[str, Any] = {k: statistics.median(v) for k, v in runs.items()}
+    result["runs"] = runs
+    return result
 
 
 async def through_service(
-    server: ServerProcess, source: Path, scratch: Path, size: int, digest: str
+    server: ServerProcess, source: Path, scratch: Path, size: int, digest: str, repeat: int
 ) -> dict[str, Any]:
+    """Upload then download through the service `repeat` times (medians; memory: the peak
+    growth over the server's RSS before the first transfer)."""
     from grpc import aio
 
     from modelreg.artifact.transfer import download_file, upload_file
     from modelreg.artifact.v1 import artifact_service_pb2_grpc
 
-    options = [("grpc.max_send_message_length", 16 * MIB), ("grpc.max_receive_message_length", 16 * MIB)]
-    owner = f"models/w4-{uuid.uuid4().hex[:8]}/versions/1"
-    async with aio.insecure_channel(server.address, options=options) as channel:
+    ups: list[float] = []
+    downs: list[float] = []
+    ok = True
+    up_peak = down_peak = client_peak = 0
+    async with aio.insecure_channel(server.address) as channel:
         stub = artifact_service_pb2_grpc.ArtifactServiceStub(channel)
-        with RssSampler(server) as up_rss:
-            started = time.perf_counter()
-            entry = await upload_file(stub, owner, "model.bin", source)
-            up = time.perf_counter() - started
-        target = scratch / "downloaded.bin"
-        with RssSampler(server) as down_rss:
-            started = time.perf_counter()
-            await download_file(stub, owner, "model.bin", target)
-            down = time.perf_counter() - started
-    ok = entry.digest == digest and target.stat().st_size == size
-    ok = ok and await asyncio.to_thread(sha256_file, target) == digest
-    target.unlink()
+        # Warm-up with a small file: imports, pools and first-call set-up are not transfer cost.
+        warm = scratch / "warm.bin"
+        warm.write_bytes(os.urandom(MIB))
+        await upload_file(stub, "models/w4-warmup/versions/1", "warm.bin", warm)
+        await download_file(stub, "models/w4-warmup/versions/1", "warm.bin", warm)
+        warm.unlink()
+        baseline = server.tree_rss()
+        for _ in range(repeat):
+            owner = f"models/w4-{uuid.uuid4().hex[:8]}/versions/1"
+            with RssSampler(server) as up_rss:
+                started = time.perf_counter()
+                entry = await upload_file(stub, owner, "model.bin", source)
+                ups.append(time.perf_counter() - started)
+            target = scratch / "downloaded.bin"
+            with RssSampler(server) as down_rss:
+                started = time.perf_counter()
+                await download_file(stub, owner, "model.bin", target)
+                downs.append(time.perf_counter() - started)
+            ok = ok and entry.digest == digest and target.stat().st_size == size
+            ok = ok and await asyncio.to_thread(sha256_file, target) == digest
+            target.unlink()
+            up_peak = max(up_peak, up_rss.peak)
+            down_peak = max(down_peak, down_rss.peak)
+            client_peak = max(client_peak, up_rss.client_peak, down_rss.client_peak)
     return {
-        "upload_mib_s": mib_s(size, up),
-        "download_mib_s": mib_s(size, down),
-        "upload_seconds": round(up, 3),
-        "download_seconds": round(down, 3),
+        "upload_mib_s": mib_s(size, statistics.median(ups)),
+        "download_mib_s": mib_s(size, statistics.median(downs)),
+        "upload_runs_mib_s": [mib_s(size, t) for t in ups],
+        "download_runs_mib_s": [mib_s(size, t) for t in downs],
         "digest_ok": ok,
-        "upload_memory": up_rss.report(),
-        "download_memory": down_rss.report(),
+        "memory": {
+            "server_rss_before_mib": round(baseline / MIB, 1),
+            "server_rss_peak_upload_mib": round(up_peak / MIB, 1),
+            "server_rss_peak_download_mib": round(down_peak / MIB, 1),
+            "server_rss_growth_mib": round((max(up_peak, down_peak) - baseline) / MIB, 1),
+            "client_rss_peak_mib": round(client_peak / MIB, 1),
+        },
     }
 
 
-async def s3_direct(s3: Any, bucket: str, source: Path, scratch: Path, size: int, part: int) -> dict[str, Any]:
+async def s3_direct(
+    s3: Any, bucket: str, source: Path, scratch: Path, size: int, part: int
+) -> dict[str, Any]:
     """aiobotocore to the same SeaweedFS: multipart upload (same part size, 4 in flight) and a
     streamed GET to a file."""
     from aiobotocore.session import get_session
@@ -220,7 +252,11 @@ async def s3_direct(s3: Any, bucket: str, source: Path, scratch: Path, size: int
         async def put(number: int, data: bytes) -> None:
             try:
                 response = await client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=number, Body=data
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload["UploadId"],
+                    PartNumber=number,
+                    Body=data,
                 )
                 parts.append({"PartNumber": number, "ETag": response["ETag"]})
             finally:
@@ -308,11 +344,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         scratch = workdir / "scratch"
         scratch.mkdir()
-        result["physical_floor"] = physical_floor(source, scratch, size)
+        result["physical_floor"] = physical_floor(source, scratch, size, args.repeat)
 
-        local = ServerProcess(await fresh_database(pg, "w4_local"), workdir, {"root": str(workdir / "artifacts")})
+        local = ServerProcess(
+            await fresh_database(pg, "w4_local"), workdir, {"root": str(workdir / "artifacts")}
+        )
         try:
-            result["local"] = await through_service(local, source, scratch, size, digest)
+            result["local"] = await through_service(
+                local, source, scratch, size, digest, args.repeat
+            )
         finally:
             local.stop()
         floor = result["physical_floor"]
@@ -329,7 +369,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key,
         ) as client:  # fmt: skip
             await client.create_bucket(Bucket=bucket)
-        result["s3_direct"] = await s3_direct(s3, bucket, source, scratch, size, part)
+        directs = [
+            await s3_direct(s3, bucket, source, scratch, size, part) for _ in range(args.repeat)
+        ]
+        result["s3_direct"] = {
+            "upload_mib_s": statistics.median(d["upload_mib_s"] for d in directs),
+            "download_mib_s": statistics.median(d["download_mib_s"] for d in directs),
+            "runs": directs,
+        }
         s3_settings = {
             "backend": "s3",
             "part_size_bytes": part,
@@ -338,7 +385,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }  # fmt: skip
         remote = ServerProcess(await fresh_database(pg, "w4_s3"), workdir, s3_settings)
         try:
-            result["s3"] = await through_service(remote, source, scratch, size, digest)
+            result["s3"] = await through_service(remote, source, scratch, size, digest, args.repeat)
         finally:
             remote.stop()
         direct = result["s3_direct"]
@@ -360,6 +407,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--workdir", default="")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
@@ -369,7 +417,6 @@ def main() -> None:
         serve(args)
         return
     print(json.dumps(asyncio.run(run(args)), indent=2))
-
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ class ArtifactSettings(BaseSettings):
     # Bytes travel in parts of this size (S3 multipart needs >= 5 MiB); memory per upload is
     # about part_size * (parts_in_flight + 1).
     part_size_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
-    parts_in_flight: int = Field(default=4, ge=1, le=64)
+    parts_in_flight: int = Field(default=2, ge=1, le=64)
     # Just under 4 MiB: a gRPC client with default options refuses larger messages.
     download_chunk_bytes: int = Field(default=4 * MIB - 64 * 1024, ge=64 * 1024, le=15 * MIB)
     max_file_bytes: int = Field(default=1024**4, ge=0)

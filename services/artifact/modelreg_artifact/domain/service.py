@@ -104,26 +104,43 @@ class _PartPipeline:
         self._slots = asyncio.Semaphore(artifacts.limits.parts_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._error: BaseException | None = None
+        self._hashing: asyncio.Task[None] | None = None
         self.hashed_bytes = 0
 
     async def submit(self, number: int, offset: int, data: list[memoryview]) -> None:
         self._raise_failure()
         await self._slots.acquire()
-        size = sum(len(d) for d in data)
-        try:
-            self._raise_failure()
-            if self.hasher is not None:
-                # hashlib drops the GIL on large buffers: the loop keeps serving meanwhile.
-                await asyncio.to_thread(_update_all, self.hasher, data)
-                self.hashed_bytes = offset + size
-        except BaseException:
+        if self._error is not None:
             self._slots.release()
-            raise
-        task = asyncio.create_task(self._write(number, offset, data, size))
+            raise self._error
+        size = sum(len(d) for d in data)
+        if self.hasher is not None:
+            # Hashing is chained (parts in order) but off the receive path: the next part is
+            # received while this one is hashed and written.
+            self._hashing = asyncio.create_task(
+                self._hash(self._hashing, list(data), offset + size)
+            )
+        task = asyncio.create_task(self._write(number, offset, data, size, self._hashing))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _write(self, number: int, offset: int, data: list[memoryview], size: int) -> None:
+    async def _hash(
+        self, previous: asyncio.Task[None] | None, data: list[memoryview], upto: int
+    ) -> None:
+        if previous is not None:
+            await previous
+        # hashlib drops the GIL on large buffers: the loop keeps serving meanwhile.
+        await asyncio.to_thread(_update_all, self.hasher, data)
+        self.hashed_bytes = upto
+
+    async def _write(
+        self,
+        number: int,
+        offset: int,
+        data: list[memoryview],
+        size: int,
+        hashing: asyncio.Task[None] | None,
+    ) -> None:
         s = self._session
         try:
             etag = await self._a.blobs.write_part(
@@ -135,6 +152,9 @@ class _PartPipeline:
                     f"upload {s.name} expired or was taken over by another stream",
                     metadata={"name": s.name},
                 )
+            if hashing is not None:
+                # The slot (and so the memory) is free only once the part is hashed too.
+                await hashing
         except BaseException as exc:
             if self._error is None:
                 self._error = exc
@@ -146,9 +166,12 @@ class _PartPipeline:
             raise self._error
 
     async def drain(self) -> None:
-        """Wait for every part in flight (also after a failure, so none writes later)."""
+        """Wait for every part in flight and the hash (also after a failure, so nothing
+        writes later)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._hashing is not None:
+            await self._hashing
         self._raise_failure()
 
 

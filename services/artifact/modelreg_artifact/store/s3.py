@@ -69,6 +69,10 @@ class S3Backend:
             read_timeout=s.read_timeout_seconds,
             retries={"max_attempts": s.max_attempts, "mode": "standard"},
             signature_version="s3v4",
+            # The service hashes every byte itself (sha256); botocore's default CRC32 of each
+            # part would be a second pass over the data for nothing.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         kwargs: dict[str, Any] = {"region_name": s.region, "config": config}
         if s.endpoint_url:
@@ -97,6 +101,9 @@ class S3Backend:
         self, key: str, upload_id: str, number: int, offset: int, data: Sequence[Buffer]
     ) -> str:
         body = b"".join(data)
+        if isinstance(data, list):
+            # Drop the received chunks now: only the joined copy needs to live until S3 acks.
+            data.clear()
         with _s3_errors("UploadPart"):
             response = await self._client.upload_part(
                 Bucket=self.bucket,

@@ -7,10 +7,12 @@ File reads, writes and hashing run in worker threads, so an asyncio application 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -34,6 +36,13 @@ def _read_at(path: Path, offset: int, size: int) -> bytes:
         return handle.read(size)
 
 
+def _read_and_hash(handle: Any, size: int, hasher: hashlib._Hash | None) -> bytes:
+    data: bytes = handle.read(size)
+    if hasher is not None and data:
+        hasher.update(data)
+    return data
+
+
 async def _chunks(
     path: Path,
     header: artifact_service_pb2.UploadHeader,
@@ -43,16 +52,24 @@ async def _chunks(
 ) -> AsyncIterator[artifact_service_pb2.UploadRequest]:
     yield artifact_service_pb2.UploadRequest(header=header)
     handle = await asyncio.to_thread(path.open, "rb", buffering=0)
+    # Read ahead: the next chunk is read (and hashed) while gRPC sends this one.
+    ahead: asyncio.Future[bytes] | None = None
     try:
         await asyncio.to_thread(handle.seek, offset)
+        ahead = asyncio.ensure_future(asyncio.to_thread(_read_and_hash, handle, chunk_size, hasher))
         while True:
-            data = await asyncio.to_thread(handle.read, chunk_size)
+            data = await ahead
+            ahead = None
             if not data:
                 return
-            if hasher is not None:
-                await asyncio.to_thread(hasher.update, data)
+            ahead = asyncio.ensure_future(
+                asyncio.to_thread(_read_and_hash, handle, chunk_size, hasher)
+            )
             yield artifact_service_pb2.UploadRequest(chunk=data)
     finally:
+        if ahead is not None:
+            with contextlib.suppress(BaseException):
+                await ahead
         handle.close()
 
 
