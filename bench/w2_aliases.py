@@ -13,6 +13,7 @@ cost, not registry cost (the setting is in the JSON).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from modelreg.client import Registry
 
@@ -122,10 +123,8 @@ class Server:
         for role, procs in self.processes().items():
             total = 0
             for proc in procs:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += proc.memory_info().rss
-                except psutil.Error:
-                    pass
             out[role] = round(total / 2**20, 1)
         return out
 

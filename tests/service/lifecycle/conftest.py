@@ -46,11 +46,13 @@ def token_of(user: str) -> str:
 
 
 def token_settings() -> Any:
+    # These tests read the lifecycle outbox itself; no relay ships it to an events service.
     return make_settings(
+        relay_enabled=False,
         auth=AuthSettings(
             mode="token",
             tokens=[TokenEntry(sha256=hash_token(token_of(u)), principal=u) for u in USERS],
-        )
+        ),
     )
 
 
@@ -69,7 +71,9 @@ class FakeMetadata:
         model: str,
         number: int,
         *,
-        state: int = model_version_pb2.MODEL_VERSION_STATE_READY,
+        state: model_version_pb2.ModelVersionState.ValueType = (
+            model_version_pb2.MODEL_VERSION_STATE_READY
+        ),
         run: str = "",
         tags: dict[str, str] | None = None,
         signature: bool = True,
@@ -126,10 +130,17 @@ class FakeMetadata:
 
             def register(self, server: aio.Server) -> None:
                 model_version_service_pb2_grpc.add_ModelVersionServiceServicer_to_server(
-                    Versions(), server
+                    Versions(),  # type: ignore[abstract]
+                    server,
                 )
-                run_service_pb2_grpc.add_RunServiceServicer_to_server(Runs(), server)
-                lineage_service_pb2_grpc.add_LineageServiceServicer_to_server(Lineage(), server)
+                run_service_pb2_grpc.add_RunServiceServicer_to_server(
+                    Runs(),  # type: ignore[abstract]
+                    server,
+                )
+                lineage_service_pb2_grpc.add_LineageServiceServicer_to_server(
+                    Lineage(),  # type: ignore[abstract]
+                    server,
+                )
 
             async def start(self) -> None:
                 pass

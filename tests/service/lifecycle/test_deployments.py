@@ -31,7 +31,7 @@ def v(n: int) -> str:
 
 
 async def record(client: Any, version: str, environment: str = "prod", **kw: Any) -> Any:
-    fields = {"endpoint": "https://fraud/predict", "status": ACTIVE}
+    fields: dict[str, Any] = {"endpoint": "https://fraud/predict", "status": ACTIVE}
     request_id = kw.pop("request_id", "")
     fields.update(kw)
     reply = await client.deployments.RecordDeployment(
@@ -47,7 +47,9 @@ async def record(client: Any, version: str, environment: str = "prod", **kw: Any
     return reply.deployment
 
 
-async def metrics(client: Any, version: str, environment: str = "prod", **values: float) -> Any:
+async def metrics(
+    client: Any, version: str, values: dict[str, float], environment: str = "prod"
+) -> Any:
     return await client.metrics.RecordProductionMetrics(
         production_metric_service_pb2.RecordProductionMetricsRequest(
             version=version,
@@ -114,7 +116,7 @@ async def test_deployments_record_supersede_and_list(lifecycle: Any) -> None:
     assert request.nodes[0].type == lineage_pb2.LINEAGE_NODE_TYPE_DEPLOYMENT
     assert (request.edges[0].source, request.edges[0].target) == (v(1), first.lineage_node)
     recorded = await events(lifecycle.dsn, "deployment.")
-    assert [(e["type"], e["subject"]) for e in recorded][0] == ("deployment.recorded", first.name)
+    assert next((e["type"], e["subject"]) for e in recorded) == ("deployment.recorded", first.name)
     assert len(recorded) == 3
 
 
@@ -170,21 +172,21 @@ async def test_degradation_is_emitted_once_per_episode(lifecycle: Any) -> None:
     alice = lifecycle.as_("alice")
     await set_thresholds(alice, "policies/registry", "accuracy >= 0.5", "latency_ms <= 100")
     await set_thresholds(alice, "models/fraud/policy", "accuracy >= 0.8")
-    healthy = await metrics(alice, v(1), accuracy=0.9, latency_ms=50)
+    healthy = await metrics(alice, v(1), {"accuracy": 0.9, "latency_ms": 50})
     assert len(healthy.metrics) == 2
     assert not healthy.opened
     # 0.7 passes the registry's threshold but not the model's, which overrides it.
-    degraded = await metrics(alice, v(1), accuracy=0.7)
+    degraded = await metrics(alice, v(1), {"accuracy": 0.7})
     assert [(d.metric, d.threshold, d.value) for d in degraded.opened] == [
         ("accuracy", "accuracy >= 0.8", 0.7)
     ]
-    still = await metrics(alice, v(1), accuracy=0.6)
+    still = await metrics(alice, v(1), {"accuracy": 0.6})
     assert not still.opened
     # Another environment is another series.
-    other = await metrics(alice, v(1), "canary", accuracy=0.1)
+    other = await metrics(alice, v(1), {"accuracy": 0.1}, "canary")
     assert len(other.opened) == 1
-    await metrics(alice, v(1), accuracy=0.95)  # recovers: the episode closes
-    again = await metrics(alice, v(1), accuracy=0.5)
+    await metrics(alice, v(1), {"accuracy": 0.95})  # recovers: the episode closes
+    again = await metrics(alice, v(1), {"accuracy": 0.5})
     assert len(again.opened) == 1
     types = [e["type"] for e in await events(lifecycle.dsn, "production_metrics.")]
     assert types.count("production_metrics.degraded") == 3
@@ -209,7 +211,7 @@ async def test_concurrent_bad_values_open_one_episode(lifecycle: Any) -> None:
     lifecycle.meta.add_version("fraud", 1)
     alice = lifecycle.as_("alice")
     await set_thresholds(alice, "models/fraud/policy", "accuracy >= 0.8")
-    replies = await asyncio.gather(*(metrics(alice, v(1), accuracy=0.1) for _ in range(8)))
+    replies = await asyncio.gather(*(metrics(alice, v(1), {"accuracy": 0.1}) for _ in range(8)))
     assert sum(len(r.opened) for r in replies) == 1
     degraded = await events(lifecycle.dsn, "production_metrics.degraded")
     assert len(degraded) == 1
@@ -229,6 +231,6 @@ async def test_bad_metrics_name_their_field(
     lifecycle.meta.add_version("fraud", 1)
     alice = lifecycle.as_("alice")
     with pytest.raises(aio.AioRpcError) as err:
-        await metrics(alice, v(1), **values)
+        await metrics(alice, v(1), values)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_details(err.value)[2][0][0] == field

@@ -84,7 +84,8 @@ async def stack(start_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     address = f"127.0.0.1:{port}"
     peers = PeerSettings(metadata=address, artifact=address, lifecycle=address)
     server = await start_server(
-        [METADATA, ARTIFACT, LIFECYCLE], settings=make_settings(listen=address, peers=peers)
+        [METADATA, ARTIFACT, LIFECYCLE],
+        settings=make_settings(listen=address, peers=peers, relay_enabled=False),
     )
     async with aio.insecure_channel(server.address) as channel:
         stack = Stack(channel)
