@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelreg_common.context import Principal
 from modelreg_lifecycle.domain.models import (
@@ -45,9 +45,13 @@ class ApproverRoles(Protocol):
 
 @dataclass(frozen=True)
 class IdempotencyKey:
+    """A create's request id; `encode` turns the created resource into the response bytes a
+    replay gets back, saved in the create's own transaction."""
+
     request_id: str
     method: str
     digest: bytes
+    encode: Callable[[Any], bytes]
 
 
 @dataclass(frozen=True)
@@ -187,8 +191,6 @@ class Store(Protocol):
         before: tuple[datetime, str] | None,
         limit: int,
     ) -> list[TransitionRequest]: ...
-
-    async def set_lineage_node(self, model: str, id: str, node: str) -> None: ...
 
     async def list_deployments(
         self,

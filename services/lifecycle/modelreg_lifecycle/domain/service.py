@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from modelreg_common.context import Principal, current_principal
 from modelreg_common.errors import (
+    DomainError,
     EtagMismatch,
     FailedPrecondition,
     InvalidArgument,
@@ -543,13 +544,9 @@ class LifecycleService:
                     return saved
             created = await tx.insert_request(request)
             await tx.add_events([self._request_event(created, "created")])
+            if key is not None:
+                await tx.save_response(key, key.encode(created))
         return created
-
-    async def save_idempotent(self, key: IdempotencyKey, response: bytes) -> None:
-        """Saved after the create committed; a lost save only means a retry creates anew."""
-        async with self._store.begin() as tx:
-            if await tx.idempotent_response(key) is None:
-                await tx.save_response(key, response)
 
     @staticmethod
     def _request_event(request: TransitionRequest, action: str) -> Event:
@@ -775,12 +772,23 @@ class LifecycleService:
             recorder=current_principal().subject,
             create_time=datetime.now(UTC),
         )
+        # Lineage first, outside the transaction (never hold a connection over a peer call).
+        # It is best effort: the record matters more than its lineage node, and recording the
+        # node again is idempotent in metadata.
+        try:
+            node = await self._catalog.record_deployment(deployment)
+        except DomainError as exc:
+            log.warning("deployment.lineage_failed", deployment=deployment.name, error=str(exc))
+            node = ""
+        deployment = replace(deployment, lineage_node=node)
         async with self._store.begin() as tx:
             if key is not None:
                 saved = await tx.idempotent_response(key)
                 if saved is not None:
                     return saved
             recorded = await tx.insert_deployment(deployment)
+            if key is not None:
+                await tx.save_response(key, key.encode(recorded))
             await tx.add_events(
                 [
                     Event(
@@ -791,17 +799,12 @@ class LifecycleService:
                             "environment": environment,
                             "endpoint": endpoint,
                             "status": status.value,
+                            "lineage_node": node,
                         },
                     )
                 ]
             )
-        try:
-            node = await self._catalog.record_deployment(recorded)
-        except Exception as exc:  # lineage is best effort: the record itself is committed
-            log.warning("deployment.lineage_failed", deployment=recorded.name, error=str(exc))
-            return recorded
-        await self._store.set_lineage_node(model, recorded.id, node)
-        return replace(recorded, lineage_node=node)
+        return recorded
 
     async def list_deployments(
         self,

@@ -12,6 +12,7 @@ import asyncpg
 from modelreg_common import idempotency, outbox
 from modelreg_common.context import current_call, current_principal
 from modelreg_common.database import transaction
+from modelreg_common.errors import Aborted
 from modelreg_lifecycle.domain.models import (
     Alias,
     AliasAction,
@@ -226,7 +227,14 @@ class PgTransaction:
         return await idempotency.lookup(self._conn, key.request_id, key.method, key.digest)
 
     async def save_response(self, key: IdempotencyKey, response: bytes) -> None:
-        await idempotency.save(self._conn, key.request_id, key.method, key.digest, response)
+        try:
+            await idempotency.save(self._conn, key.request_id, key.method, key.digest, response)
+        except asyncpg.UniqueViolationError:
+            # A concurrent call with the same request id committed first; this one rolls back
+            # and its retry gets that call's response.
+            raise Aborted(
+                f"request_id {key.request_id!r} is in use by a concurrent call; retry"
+            ) from None
 
     async def lock_alias(self, model: str, alias: str) -> Alias | None:
         # An advisory lock, not FOR UPDATE: it also serializes the first creation of an alias,
@@ -480,7 +488,8 @@ class PgTransaction:
         )
         row = await self._conn.fetchrow(
             "INSERT INTO deployments (id, model, version, environment, endpoint, status,"
-            " recorder, create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())"
+            " recorder, lineage_node, create_time)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp())"
             f" RETURNING {_DEPLOYMENT_COLUMNS}",
             deployment.id,
             deployment.model,
@@ -489,6 +498,7 @@ class PgTransaction:
             deployment.endpoint,
             deployment.status.value,
             deployment.recorder,
+            deployment.lineage_node,
         )
         assert row is not None
         return _deployment(row)
@@ -704,14 +714,6 @@ class PgStore:
                 limit,
             )
             return await _load_requests(conn, rows)
-
-    async def set_lineage_node(self, model: str, id: str, node: str) -> None:
-        await self._pool.execute(
-            "UPDATE deployments SET lineage_node = $3 WHERE model = $1 AND id = $2",
-            model,
-            id,
-            node,
-        )
 
     async def list_deployments(
         self,

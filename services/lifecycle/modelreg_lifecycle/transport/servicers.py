@@ -3,6 +3,7 @@ mapped by the runtime's interceptor."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -35,12 +36,26 @@ from modelreg_lifecycle.transport import convert
 Context = aio.ServicerContext[Any, Any]
 
 
-def _idempotency_key(request_id: str, method: str, payload: bytes) -> IdempotencyKey | None:
+def _idempotency_key(
+    request_id: str, method: str, payload: bytes, encode: Callable[[Any], bytes]
+) -> IdempotencyKey | None:
     if not request_id:
         return None
     if len(request_id) > 128:
         raise InvalidArgument("request_id", "at most 128 characters")
-    return IdempotencyKey(request_id, method, idempotency.request_hash(payload))
+    return IdempotencyKey(request_id, method, idempotency.request_hash(payload), encode)
+
+
+def _encode_request(created: Any) -> bytes:
+    return transition_request_service_pb2.CreateTransitionRequestResponse(
+        transition_request=convert.transition_request(created)
+    ).SerializeToString()
+
+
+def _encode_deployment(recorded: Any) -> bytes:
+    return deployment_service_pb2.RecordDeploymentResponse(
+        deployment=convert.deployment(recorded)
+    ).SerializeToString()
 
 
 def _int_key(last: list[Any] | None, field: str = "page_token") -> int | None:
@@ -234,7 +249,10 @@ class TransitionRequestServicer(
     ) -> transition_request_service_pb2.CreateTransitionRequestResponse:
         draft = request.transition_request
         key = _idempotency_key(
-            request.request_id, _CREATE_REQUEST, request.SerializeToString(deterministic=True)
+            request.request_id,
+            _CREATE_REQUEST,
+            request.SerializeToString(deterministic=True),
+            _encode_request,
         )
         created = await self._service.create_request(
             request.parent, draft.version, convert.target(draft), draft.comment, key
@@ -243,12 +261,9 @@ class TransitionRequestServicer(
             return transition_request_service_pb2.CreateTransitionRequestResponse.FromString(
                 created
             )
-        response = transition_request_service_pb2.CreateTransitionRequestResponse(
+        return transition_request_service_pb2.CreateTransitionRequestResponse(
             transition_request=convert.transition_request(created)
         )
-        if key is not None:
-            await self._service.save_idempotent(key, response.SerializeToString())
-        return response
 
     async def GetTransitionRequest(
         self, request: transition_request_service_pb2.GetTransitionRequestRequest, context: Context
@@ -320,7 +335,10 @@ class DeploymentServicer(deployment_service_pb2_grpc.DeploymentServiceServicer):
     ) -> deployment_service_pb2.RecordDeploymentResponse:
         draft = request.deployment
         key = _idempotency_key(
-            request.request_id, _RECORD_DEPLOYMENT, request.SerializeToString(deterministic=True)
+            request.request_id,
+            _RECORD_DEPLOYMENT,
+            request.SerializeToString(deterministic=True),
+            _encode_deployment,
         )
         recorded = await self._service.record_deployment(
             request.parent,
@@ -332,12 +350,9 @@ class DeploymentServicer(deployment_service_pb2_grpc.DeploymentServiceServicer):
         )
         if isinstance(recorded, bytes):
             return deployment_service_pb2.RecordDeploymentResponse.FromString(recorded)
-        response = deployment_service_pb2.RecordDeploymentResponse(
+        return deployment_service_pb2.RecordDeploymentResponse(
             deployment=convert.deployment(recorded)
         )
-        if key is not None:
-            await self._service.save_idempotent(key, response.SerializeToString())
-        return response
 
     async def ListDeployments(
         self, request: deployment_service_pb2.ListDeploymentsRequest, context: Context
