@@ -60,24 +60,18 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -
 
 
 async def resume(h: Harness, name: str, offset: int, rest: bytes) -> pb.UploadResponse:
-    """Resume once the server has let go of the dropped stream (it refuses a second writer)."""
-    result: list[pb.UploadResponse] = []
+    """Resume once the server has let go of the dropped stream (it refuses a second writer,
+    and a refusal while the client is still sending surfaces as a transport error)."""
 
-    async def attempt() -> bool:
-        try:
-            result.append(
-                await h.stub.Upload(
-                    requests(pb.UploadHeader(upload_session=name, offset=offset), rest)
-                )
-            )
-            return True
-        except aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                raise
-            return False
+    async def idle() -> bool:
+        reply = await h.stub.GetUploadSession(pb.GetUploadSessionRequest(name=name))
+        return not reply.upload_session.writing
 
-    await eventually(attempt)
-    return result[0]
+    await eventually(idle)
+    response: pb.UploadResponse = await h.stub.Upload(
+        requests(pb.UploadHeader(upload_session=name, offset=offset), rest)
+    )
+    return response
 
 
 async def committed(h: Harness, name: str) -> int:
@@ -202,8 +196,13 @@ async def test_resume_after_a_dropped_stream(artifacts: Harness) -> None:
     assert done == 5 * MIB  # one whole part; the 2 MiB after it were not committed
 
     # A resume from the wrong offset is refused and says where to resume.
+    async def header_then_wait() -> AsyncIterator[pb.UploadRequest]:
+        # Waits for the server's answer instead of racing it with more writes.
+        yield pb.UploadRequest(header=pb.UploadHeader(upload_session=name, offset=1))
+        await asyncio.Event().wait()
+
     with pytest.raises(aio.AioRpcError) as err:
-        await artifacts.stub.Upload(requests(pb.UploadHeader(upload_session=name, offset=1), b""))
+        await artifacts.stub.Upload(header_then_wait())
     assert_error(err, grpc.StatusCode.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION")
 
     response = await resume(artifacts, name, done, data[done:])
@@ -685,3 +684,44 @@ class _Forgetful:
 
     def take(self, *args: object) -> None:
         return None
+
+
+async def test_resumable_upload_ended_early_keeps_whole_parts(artifacts: Harness) -> None:
+    data = os.urandom(8 * MIB)
+    created = await artifacts.stub.CreateUploadSession(
+        pb.CreateUploadSessionRequest(owner=OWNER, path="p.bin", expected_size_bytes=len(data))
+    )
+    name = created.upload_session.name
+    with pytest.raises(aio.AioRpcError) as err:
+        await artifacts.stub.Upload(requests(pb.UploadHeader(upload_session=name), data[: 6 * MIB]))
+    metadata, _ = assert_error(err, grpc.StatusCode.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION")
+    assert metadata["committed_bytes"] == str(5 * MIB)
+    assert await committed(artifacts, name) == 5 * MIB
+    response = await resume(artifacts, name, 5 * MIB, data[5 * MIB :])
+    assert response.file.digest == digest_of(data)
+
+
+async def test_gc_skips_a_blob_an_upload_is_finalizing(start_artifacts: StartArtifacts) -> None:
+    import asyncpg
+
+    h = await start_artifacts("local")
+    entry = await put(h, b"shared bytes")
+    await h.stub.DeleteFile(pb.DeleteFileRequest(owner=OWNER, path="model.bin"))
+    # A concurrent upload of the same bytes holds the blob row while it adds its reference
+    # (finalize's INSERT ... ON CONFLICT DO UPDATE): the collector must pass it by.
+    conn = await asyncpg.connect(h.dsn, server_settings={"search_path": "artifact"})
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "UPDATE blobs SET touched_at = touched_at WHERE digest = $1", entry.digest
+            )
+            report = await h.component.collect_garbage()
+            assert report.collected_blobs == 0
+    finally:
+        await conn.close()
+    assert len(await h.stored_objects()) == 1
+    # Re-uploaded (referenced again) before the collector ran: kept.
+    await put(h, b"shared bytes", path="again.bin")
+    report = await h.component.collect_garbage()
+    assert report.collected_blobs == 0
+    assert await get(h, path="again.bin") == b"shared bytes"

@@ -59,6 +59,8 @@ class UploadSession:
     resumable: bool
     create_time: datetime
     update_time: datetime
+    # A stream holds it right now.
+    writing: bool = False
 
     @property
     def name(self) -> str:

@@ -393,6 +393,17 @@ class Artifacts:
                         number += 1
                         position += part_size
                         pending, pending_bytes = [], 0
+            expected = session.expected_size
+            if session.resumable and expected is not None and total < expected:
+                # A stream that ended early pauses a resumable upload: whole parts are kept,
+                # the short tail is dropped (it is sent again on resume); the `finally` below
+                # lets go of the session.
+                await pipeline.drain()
+                raise FailedPrecondition(
+                    f"{session.name} has {position} of {expected} bytes; "
+                    f"resume from offset {position}",
+                    metadata={"name": session.name, "committed_bytes": str(position)},
+                )
             if pending_bytes or number == 1:
                 # The last (short) part; an empty file is one empty part.
                 await pipeline.submit(number, position, pending)

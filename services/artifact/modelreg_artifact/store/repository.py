@@ -31,7 +31,8 @@ _Conn = Any
 
 _SESSION_COLUMNS = (
     "id, owner, path, media_type, expected_size, expected_digest, storage_key,"
-    " backend_upload_id, part_size, mode, resumable, created_at, updated_at"
+    " backend_upload_id, part_size, mode, resumable, created_at, updated_at,"
+    " holder IS NOT NULL AS writing"
 )
 
 
@@ -50,6 +51,7 @@ def _session(row: asyncpg.Record) -> UploadSession:
         resumable=row["resumable"],
         create_time=row["created_at"],
         update_time=row["updated_at"],
+        writing=row["writing"],
     )
 
 

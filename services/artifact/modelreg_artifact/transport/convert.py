@@ -66,6 +66,7 @@ def upload_session(
         mode=_MODES[session.mode],
         create_time=timestamp(session.create_time),
         expire_time=timestamp(expire_time),
+        writing=session.writing,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,12 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
                 if message.WhichOneof("message") == "header":
                     raise InvalidArgument("header", "only the first message may be a header")
                 yield message.chunk
+            # A client that goes away ends the request stream just like a clean close; its
+            # cancellation lands a moment later. Let it land here, before the domain takes the
+            # bytes so far for the whole file (declared sizes guard this too).
+            await asyncio.sleep(0)
+            if context.cancelled():
+                raise asyncio.CancelledError()
 
         entry = await self._a.upload(convert.upload_header(first.header), chunks())
         return pb.UploadResponse(file=convert.file_entry(entry))

@@ -134,11 +134,20 @@ async def upload_file_resumable(
             )
             return response.file
         except grpc.aio.AioRpcError as exc:
-            if exc.code() not in RETRYABLE or attempt == attempts - 1:
+            retryable = exc.code() in RETRYABLE or (
+                # Ended early or refused while the old stream was still held: resume.
+                exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+            )
+            if not retryable or attempt == attempts - 1:
                 raise
-        session = await stub.GetUploadSession(
-            artifact_service_pb2.GetUploadSessionRequest(name=name), timeout=rpc_timeout
-        )
+        # The server lets go of the broken stream a moment later; resume once it has.
+        for wait in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0):
+            session = await stub.GetUploadSession(
+                artifact_service_pb2.GetUploadSessionRequest(name=name), timeout=rpc_timeout
+            )
+            if not session.upload_session.writing:
+                break
+            await asyncio.sleep(wait)
         offset = session.upload_session.committed_bytes
     raise AssertionError("unreachable")
 

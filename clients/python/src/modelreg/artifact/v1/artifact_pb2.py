@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#modelreg/artifact/v1/artifact.proto\x12\x14modelreg.artifact.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x01\n\tFileEntry\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x12\n\nmedia_type\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x01\n\x08Manifest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x12\n\nfile_count\x18\x03 \x01(\x03\x12\x18\n\x10total_size_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06sealed\x18\x05 \x01(\x08\x12-\n\tseal_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xca\x02\n\rUploadSession\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\t\x12\x1b\n\x13\x65xpected_size_bytes\x18\x05 \x01(\x03\x12\x17\n\x0f\x65xpected_digest\x18\x06 \x01(\t\x12\x17\n\x0f\x63ommitted_bytes\x18\x07 \x01(\x03\x12\x17\n\x0fpart_size_bytes\x18\x08 \x01(\x03\x12\x30\n\x04mode\x18\t \x01(\x0e\x32\".modelreg.artifact.v1.TransferMode\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*d\n\x0cTransferMode\x12\x1d\n\x19TRANSFER_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14TRANSFER_MODE_STREAM\x10\x01\x12\x1b\n\x17TRANSFER_MODE_PRESIGNED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#modelreg/artifact/v1/artifact.proto\x12\x14modelreg.artifact.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x01\n\tFileEntry\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x12\n\nmedia_type\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x01\n\x08Manifest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x12\n\nfile_count\x18\x03 \x01(\x03\x12\x18\n\x10total_size_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06sealed\x18\x05 \x01(\x08\x12-\n\tseal_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdb\x02\n\rUploadSession\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\t\x12\x1b\n\x13\x65xpected_size_bytes\x18\x05 \x01(\x03\x12\x17\n\x0f\x65xpected_digest\x18\x06 \x01(\t\x12\x17\n\x0f\x63ommitted_bytes\x18\x07 \x01(\x03\x12\x17\n\x0fpart_size_bytes\x18\x08 \x01(\x03\x12\x30\n\x04mode\x18\t \x01(\x0e\x32\".modelreg.artifact.v1.TransferMode\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07writing\x18\x0c \x01(\x08*d\n\x0cTransferMode\x12\x1d\n\x19TRANSFER_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14TRANSFER_MODE_STREAM\x10\x01\x12\x1b\n\x17TRANSFER_MODE_PRESIGNED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelreg.artifact.v1.artifact_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSFERMODE']._serialized_start=728
-  _globals['_TRANSFERMODE']._serialized_end=828
+  _globals['_TRANSFERMODE']._serialized_start=745
+  _globals['_TRANSFERMODE']._serialized_end=845
   _globals['_FILEENTRY']._serialized_start=95
   _globals['_FILEENTRY']._serialized_end=240
   _globals['_MANIFEST']._serialized_start=243
   _globals['_MANIFEST']._serialized_end=393
   _globals['_UPLOADSESSION']._serialized_start=396
-  _globals['_UPLOADSESSION']._serialized_end=726
+  _globals['_UPLOADSESSION']._serialized_end=743
 # @@protoc_insertion_point(module_scope)

@@ -140,6 +140,7 @@ class UploadSession(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    WRITING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`uploads/{uuid}`."""
     owner: _builtins.str
@@ -154,6 +155,8 @@ class UploadSession(_message.Message):
     part_size_bytes: _builtins.int
     """Uploads travel in parts of this size (the last one may be shorter)."""
     mode: Global___TransferMode.ValueType
+    writing: _builtins.bool
+    """A stream is writing it now; a resume is refused until that stream has ended."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -174,10 +177,11 @@ class UploadSession(_message.Message):
         mode: Global___TransferMode.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        writing: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_bytes", b"committed_bytes", "create_time", b"create_time", "expected_digest", b"expected_digest", "expected_size_bytes", b"expected_size_bytes", "expire_time", b"expire_time", "media_type", b"media_type", "mode", b"mode", "name", b"name", "owner", b"owner", "part_size_bytes", b"part_size_bytes", "path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_bytes", b"committed_bytes", "create_time", b"create_time", "expected_digest", b"expected_digest", "expected_size_bytes", b"expected_size_bytes", "expire_time", b"expire_time", "media_type", b"media_type", "mode", b"mode", "name", b"name", "owner", b"owner", "part_size_bytes", b"part_size_bytes", "path", b"path", "writing", b"writing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
