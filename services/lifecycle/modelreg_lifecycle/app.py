@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import asyncpg
 from grpc import aio
 
 from modelreg.lifecycle.v1 import (
@@ -14,19 +16,25 @@ from modelreg.lifecycle.v1 import (
     stage_service_pb2_grpc,
     transition_request_service_pb2_grpc,
 )
+from modelreg_common.errors import Unavailable
 from modelreg_common.server import ServiceRuntime, ServiceSpec
 from modelreg_lifecycle.domain.service import LifecycleService, StageConfig
 from modelreg_lifecycle.settings import LifecycleSettings
 from modelreg_lifecycle.store.metadata import MetadataCatalog
-from modelreg_lifecycle.store.postgres import PgStore
+from modelreg_lifecycle.store.postgres import PgStore, create_read_pool
 from modelreg_lifecycle.store.roles import PlaceholderApproverRoles
 from modelreg_lifecycle.transport import servicers
 
+SCHEMA = "lifecycle"
+
 
 class LifecycleComponent:
-    def __init__(self, service: LifecycleService, runtime: ServiceRuntime) -> None:
+    def __init__(
+        self, service: LifecycleService, runtime: ServiceRuntime, read_pool: asyncpg.Pool[Any]
+    ) -> None:
         self.service = service
         self._runtime = runtime
+        self._read_pool = read_pool
 
     @property
     def service_names(self) -> Sequence[str]:
@@ -57,7 +65,7 @@ class LifecycleComponent:
         pass
 
     async def stop(self) -> None:
-        pass
+        await self._read_pool.close()
 
 
 async def create(
@@ -72,18 +80,24 @@ async def create(
         attempts=config.metadata_attempts,
         backoff=config.metadata_backoff_seconds,
     )
+    try:
+        read_pool = await create_read_pool(
+            runtime.dsn, SCHEMA, max_size=runtime.settings.pool_max_size
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise Unavailable(f"cannot connect to PostgreSQL: {exc}", backend="postgres") from exc
     service = LifecycleService(
-        PgStore(runtime.pool),
+        PgStore(runtime.pool, read_pool),
         catalog,
         PlaceholderApproverRoles(),
         StageConfig(config.stages, config.archive_stage),
     )
-    return LifecycleComponent(service, runtime)
+    return LifecycleComponent(service, runtime, read_pool)
 
 
 SPEC = ServiceSpec(
     name="lifecycle",
-    schema="lifecycle",
+    schema=SCHEMA,
     migrations_package="modelreg_lifecycle.store.migrations",
     create=create,
 )
