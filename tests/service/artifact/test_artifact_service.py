@@ -725,3 +725,30 @@ async def test_gc_skips_a_blob_an_upload_is_finalizing(start_artifacts: StartArt
     report = await h.component.collect_garbage()
     assert report.collected_blobs == 0
     assert await get(h, path="again.bin") == b"shared bytes"
+
+
+async def test_resumable_helper_round_trip_and_sealed_owner_is_final(
+    start_artifacts: StartArtifacts, tmp_path: Path
+) -> None:
+    from modelreg.artifact.transfer import upload_file_resumable
+
+    h = await start_artifacts("local")
+    data = os.urandom(6 * MIB)
+    source = tmp_path / "src.bin"
+    source.write_bytes(data)
+    entry = await upload_file_resumable(h.stub, OWNER, "r.bin", source)
+    assert entry.digest == digest_of(data)
+    created = await h.stub.CreateUploadSession(
+        pb.CreateUploadSessionRequest(owner=OWNER, path="late.bin")
+    )
+    await h.stub.SealManifest(pb.SealManifestRequest(owner=OWNER))
+    with pytest.raises(aio.AioRpcError) as err:
+        await h.stub.Upload(
+            requests(pb.UploadHeader(upload_session=created.upload_session.name), b"x")
+        )
+    assert_error(err, grpc.StatusCode.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION")
+    # Sealing is permanent: the pending upload was discarded, not kept for a resume.
+    assert await h.sql("SELECT id FROM upload_sessions") == []
+    with pytest.raises(aio.AioRpcError) as err:
+        await upload_file_resumable(h.stub, OWNER, "later.bin", source)
+    assert_error(err, grpc.StatusCode.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION")

@@ -63,6 +63,10 @@ class Limits:
     gc_batch: int
 
 
+class OwnerSealed(FailedPrecondition):
+    """The owner's manifest is sealed: permanent, so a pending upload to it is discarded."""
+
+
 class VerificationFailed(InvalidArgument):
     """The bytes are not what was declared: even a resumable upload is discarded."""
 
@@ -341,7 +345,7 @@ class Artifacts:
             return await self._upload_into(session, header.offset, chunks)
         except BaseException as exc:
             keep = session.resumable and not isinstance(
-                exc, VerificationFailed | LimitExceeded | InvalidArgument
+                exc, VerificationFailed | LimitExceeded | InvalidArgument | OwnerSealed
             )
             if not keep:
                 # Shielded: a cancelled call (client gone) must still clean up.
@@ -670,7 +674,7 @@ def _update_all(hasher: Any, data: list[memoryview]) -> None:
 
 
 def _sealed(owner: str) -> FailedPrecondition:
-    return FailedPrecondition(
+    return OwnerSealed(
         f"{owner} is sealed (its version is READY): its files can no longer change",
         from_state="SEALED",
         metadata={"owner": owner},

@@ -126,6 +126,7 @@ async def upload_file_resumable(
     )  # fmt: skip
     name = created.upload_session.name
     offset = 0
+    failure: grpc.aio.AioRpcError | None = None
     for attempt in range(attempts):
         header = artifact_service_pb2.UploadHeader(upload_session=name, offset=offset)
         try:
@@ -134,17 +135,23 @@ async def upload_file_resumable(
             )
             return response.file
         except grpc.aio.AioRpcError as exc:
-            retryable = exc.code() in RETRYABLE or (
-                # Ended early or refused while the old stream was still held: resume.
-                exc.code() == grpc.StatusCode.FAILED_PRECONDITION
-            )
-            if not retryable or attempt == attempts - 1:
+            if exc.code() not in RETRYABLE | {grpc.StatusCode.FAILED_PRECONDITION}:
                 raise
+            if attempt == attempts - 1:
+                raise
+            failure = exc
+            # FAILED_PRECONDITION: the old stream still held the session, or the stream ended
+            # early; if the session is gone (discarded: sealed owner), the error is final.
         # The server lets go of the broken stream a moment later; resume once it has.
         for wait in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0):
-            session = await stub.GetUploadSession(
-                artifact_service_pb2.GetUploadSessionRequest(name=name), timeout=rpc_timeout
-            )
+            try:
+                session = await stub.GetUploadSession(
+                    artifact_service_pb2.GetUploadSessionRequest(name=name), timeout=rpc_timeout
+                )
+            except grpc.aio.AioRpcError as gone:
+                if gone.code() == grpc.StatusCode.NOT_FOUND and failure is not None:
+                    raise failure from None
+                raise
             if not session.upload_session.writing:
                 break
             await asyncio.sleep(wait)
