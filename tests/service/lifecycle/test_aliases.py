@@ -112,9 +112,15 @@ async def test_setting_the_same_version_again_is_not_a_move(lifecycle: Any) -> N
     lifecycle.meta.add_version("fraud", 1)
     alice = lifecycle.as_("alice")
     await set_alias(alice, v(1))
+    lifecycle.meta.versions[v(1)].tags["validated"] = "yes"
+    stale = await resolve(alice, "models/fraud@champion")
+    assert "validated" not in stale.model_version.tags  # the record as of the move
     again = await set_alias(alice, v(1))
     assert again.etag == '"1"'
     assert len(await outbox(lifecycle.dsn)) == 1
+    # ... but setting it again refreshed the stored record.
+    fresh = await resolve(alice, "models/fraud@champion")
+    assert fresh.model_version.tags["validated"] == "yes"
 
 
 async def test_compare_and_set_mismatch_is_aborted(lifecycle: Any) -> None:

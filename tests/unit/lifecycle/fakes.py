@@ -111,6 +111,10 @@ class FakeTransaction:
         self.s.alias_history.append((entry, move.record))
         return moved
 
+    async def refresh_record(self, model: str, alias: str, record: bytes) -> None:
+        alias_row, _ = self.s.aliases[(model, alias)]
+        self.s.aliases[(model, alias)] = (alias_row, record)
+
     async def lock_stages(self, model: str) -> None:
         return None
 

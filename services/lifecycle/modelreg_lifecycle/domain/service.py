@@ -219,7 +219,11 @@ class LifecycleService:
         if version is None and current is None:
             raise NotFound(str(alias), kind="alias")
         if version is not None and held == version and action is AliasAction.SET:
-            return current  # already there: no move, no history, no event
+            # Already there: no move, no history, no event; only the stored record is
+            # refreshed (tags may have changed since the alias moved).
+            if record is not None:
+                await tx.refresh_record(alias.model, alias.alias, record)
+            return current
         moved = await tx.move_alias(
             AliasMove(
                 alias.model, alias.alias, held, version, record, action, reason, transition_request

@@ -287,6 +287,11 @@ class PgTransaction:
         )
         return _alias(row) if row is not None else None
 
+    async def refresh_record(self, model: str, alias: str, record: bytes) -> None:
+        await self._conn.execute(
+            "UPDATE aliases SET record = $3 WHERE model = $1 AND alias = $2", model, alias, record
+        )
+
     async def lock_stages(self, model: str) -> None:
         await self._conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"stages:{model}"
