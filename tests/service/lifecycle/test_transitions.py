@@ -557,3 +557,43 @@ async def test_rollback_of_protected_alias_opens_a_request(lifecycle: Any) -> No
     )
     assert (await approve(bob, request.name)).state == APPLIED
     assert await resolve_version(alice) == v(1)
+
+
+async def test_stage_request_can_archive_displaced_versions(lifecycle: Any) -> None:
+    for n in (1, 2):
+        lifecycle.meta.add_version("fraud", n)
+    alice, bob = lifecycle.as_("alice"), lifecycle.as_("bob")
+    await alice.stages.TransitionStage(
+        stage_service_pb2.TransitionStageRequest(name=v(1), stage="Production"),
+        metadata=alice.metadata,
+    )
+    draft = transition_request_pb2.TransitionRequest(
+        version=v(2), stage="Production", archive_existing_versions=True
+    )
+    created = await alice.requests.CreateTransitionRequest(
+        transition_request_service_pb2.CreateTransitionRequestRequest(
+            parent="models/fraud", transition_request=draft
+        ),
+        metadata=alice.metadata,
+    )
+    assert created.transition_request.archive_existing_versions
+    assert (await approve(bob, created.transition_request.name)).state == APPLIED
+    listed = await alice.stages.ListVersionStages(
+        stage_service_pb2.ListVersionStagesRequest(parent="models/fraud"), metadata=alice.metadata
+    )
+    assert [(s.version, s.stage) for s in listed.version_stages] == [
+        (v(1), "Archived"),
+        (v(2), "Production"),
+    ]
+    draft = transition_request_pb2.TransitionRequest(
+        version=v(2), alias="champion", archive_existing_versions=True
+    )
+    with pytest.raises(aio.AioRpcError) as err:
+        await alice.requests.CreateTransitionRequest(
+            transition_request_service_pb2.CreateTransitionRequestRequest(
+                parent="models/fraud", transition_request=draft
+            ),
+            metadata=alice.metadata,
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(err.value)[2][0][0] == "transition_request.archive_existing_versions"

@@ -137,6 +137,7 @@ class TransitionRequest:
     approvals: tuple[Review, ...] = ()
     closing_review: Review | None = None
     failure_reason: str = ""
+    archive_existing: bool = False
 
     @property
     def name(self) -> str:

@@ -506,6 +506,7 @@ class LifecycleService:
         target: Target | None,
         comment: str,
         key: IdempotencyKey | None,
+        archive_existing: bool = False,
     ) -> TransitionRequest | bytes:
         """The new PENDING request, or the saved response bytes of an earlier identical call."""
         model = parse_model(parent, "parent").model
@@ -513,6 +514,10 @@ class LifecycleService:
         if target is None:
             raise InvalidArgument("transition_request.alias", "set the target: an alias or a stage")
         self._check_target(target, "transition_request")
+        if archive_existing and target.kind is not TargetKind.STAGE:
+            raise InvalidArgument(
+                "transition_request.archive_existing_versions", "applies to stage targets only"
+            )
         check_text(comment, "transition_request.comment")
         if key is not None:
             async with self._store.begin() as tx:
@@ -540,6 +545,7 @@ class LifecycleService:
             required_approvals=reqs.required_approvals,
             create_time=now,
             update_time=now,
+            archive_existing=archive_existing,
         )
         async with self._store.begin() as tx:
             if key is not None:
@@ -694,7 +700,7 @@ class LifecycleService:
                 request.model,
                 request.version,
                 request.target.name,
-                False,
+                request.archive_existing,
                 request.comment,
                 transition_request=request.name,
                 base=request.base,

@@ -39,7 +39,7 @@ _ALIAS_COLUMNS = "model, alias, version, revision, updater, update_time"
 _REQUEST_COLUMNS = (
     "id, model, version, target_kind, target, comment, state, requester, base, "
     "required_approvals, failure_reason, closing_reviewer, closing_comment, closing_time, "
-    "create_time, update_time"
+    "create_time, update_time, archive_existing"
 )
 _DEPLOYMENT_COLUMNS = (
     "id, model, version, environment, endpoint, status, recorder, create_time, end_time, "
@@ -166,6 +166,7 @@ def _request(row: Row, approvals: Sequence[Row]) -> TransitionRequest:
         approvals=tuple(Review(a["approver"], a["comment"], a["time"]) for a in approvals),
         closing_review=closing,
         failure_reason=row["failure_reason"],
+        archive_existing=row["archive_existing"],
     )
 
 
@@ -379,9 +380,9 @@ class PgTransaction:
     async def insert_request(self, request: TransitionRequest) -> TransitionRequest:
         row = await self._conn.fetchrow(
             "INSERT INTO transition_requests (id, model, version, target_kind, target, comment,"
-            " state, requester, base, required_approvals, create_time, update_time)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp(),"
-            " clock_timestamp())"
+            " state, requester, base, required_approvals, archive_existing, create_time,"
+            " update_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+            " clock_timestamp(), clock_timestamp())"
             f" RETURNING {_REQUEST_COLUMNS}",
             request.id,
             request.model,
@@ -393,6 +394,7 @@ class PgTransaction:
             request.requester,
             request.base,
             request.required_approvals,
+            request.archive_existing,
         )
         assert row is not None
         return _request(row, [])

@@ -138,6 +138,7 @@ def transition_request(value: models.TransitionRequest) -> transition_request_pb
         create_time=timestamp(value.create_time),
         update_time=timestamp(value.update_time),
         base=value.base,
+        archive_existing_versions=value.archive_existing,
     )
     if value.target.kind is models.TargetKind.ALIAS:
         message.alias = value.target.name

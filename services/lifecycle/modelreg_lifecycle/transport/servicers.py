@@ -255,7 +255,12 @@ class TransitionRequestServicer(
             _encode_request,
         )
         created = await self._service.create_request(
-            request.parent, draft.version, convert.target(draft), draft.comment, key
+            request.parent,
+            draft.version,
+            convert.target(draft),
+            draft.comment,
+            key,
+            archive_existing=draft.archive_existing_versions,
         )
         if isinstance(created, bytes):
             return transition_request_service_pb2.CreateTransitionRequestResponse.FromString(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.modelreg/lifecycle/v1/transition_request.proto\x12\x15modelreg.lifecycle.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\x06Review\x12\x10\n\x08reviewer\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcd\x03\n\x11TransitionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x05\x61lias\x18\x03 \x01(\tH\x00\x12\x0f\n\x05stage\x18\x04 \x01(\tH\x00\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12<\n\x05state\x18\x06 \x01(\x0e\x32-.modelreg.lifecycle.v1.TransitionRequestState\x12\x11\n\trequester\x18\x07 \x01(\t\x12\x30\n\tapprovals\x18\x08 \x03(\x0b\x32\x1d.modelreg.lifecycle.v1.Review\x12\x35\n\x0e\x63losing_review\x18\t \x01(\x0b\x32\x1d.modelreg.lifecycle.v1.Review\x12\x1a\n\x12required_approvals\x18\n \x01(\x05\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x62\x61se\x18\x0e \x01(\tB\x08\n\x06target*\x82\x02\n\x16TransitionRequestState\x12(\n$TRANSITION_REQUEST_STATE_UNSPECIFIED\x10\x00\x12$\n TRANSITION_REQUEST_STATE_PENDING\x10\x01\x12$\n TRANSITION_REQUEST_STATE_APPLIED\x10\x02\x12%\n!TRANSITION_REQUEST_STATE_REJECTED\x10\x03\x12&\n\"TRANSITION_REQUEST_STATE_CANCELLED\x10\x04\x12#\n\x1fTRANSITION_REQUEST_STATE_FAILED\x10\x05\x42\x64\n\x19\x64\x65v.modelreg.lifecycle.v1P\x01ZEgithub.com/modelreg/modelreg/gen/go/modelreg/lifecycle/v1;lifecyclev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.modelreg/lifecycle/v1/transition_request.proto\x12\x15modelreg.lifecycle.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\x06Review\x12\x10\n\x08reviewer\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x03\n\x11TransitionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x05\x61lias\x18\x03 \x01(\tH\x00\x12\x0f\n\x05stage\x18\x04 \x01(\tH\x00\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12<\n\x05state\x18\x06 \x01(\x0e\x32-.modelreg.lifecycle.v1.TransitionRequestState\x12\x11\n\trequester\x18\x07 \x01(\t\x12\x30\n\tapprovals\x18\x08 \x03(\x0b\x32\x1d.modelreg.lifecycle.v1.Review\x12\x35\n\x0e\x63losing_review\x18\t \x01(\x0b\x32\x1d.modelreg.lifecycle.v1.Review\x12\x1a\n\x12required_approvals\x18\n \x01(\x05\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x62\x61se\x18\x0e \x01(\t\x12!\n\x19\x61rchive_existing_versions\x18\x0f \x01(\x08\x42\x08\n\x06target*\x82\x02\n\x16TransitionRequestState\x12(\n$TRANSITION_REQUEST_STATE_UNSPECIFIED\x10\x00\x12$\n TRANSITION_REQUEST_STATE_PENDING\x10\x01\x12$\n TRANSITION_REQUEST_STATE_APPLIED\x10\x02\x12%\n!TRANSITION_REQUEST_STATE_REJECTED\x10\x03\x12&\n\"TRANSITION_REQUEST_STATE_CANCELLED\x10\x04\x12#\n\x1fTRANSITION_REQUEST_STATE_FAILED\x10\x05\x42\x64\n\x19\x64\x65v.modelreg.lifecycle.v1P\x01ZEgithub.com/modelreg/modelreg/gen/go/modelreg/lifecycle/v1;lifecyclev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelreg.lifecycle.v1.trans
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\031dev.modelreg.lifecycle.v1P\001ZEgithub.com/modelreg/modelreg/gen/go/modelreg/lifecycle/v1;lifecyclev1'
-  _globals['_TRANSITIONREQUESTSTATE']._serialized_start=658
-  _globals['_TRANSITIONREQUESTSTATE']._serialized_end=916
+  _globals['_TRANSITIONREQUESTSTATE']._serialized_start=693
+  _globals['_TRANSITIONREQUESTSTATE']._serialized_end=951
   _globals['_REVIEW']._serialized_start=106
   _globals['_REVIEW']._serialized_end=191
   _globals['_TRANSITIONREQUEST']._serialized_start=194
-  _globals['_TRANSITIONREQUEST']._serialized_end=655
+  _globals['_TRANSITIONREQUEST']._serialized_end=690
 # @@protoc_insertion_point(module_scope)

@@ -99,6 +99,7 @@ class TransitionRequest(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     BASE_FIELD_NUMBER: _builtins.int
+    ARCHIVE_EXISTING_VERSIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """models/{model}/transitionRequests/{id}"""
     version: _builtins.str
@@ -119,6 +120,10 @@ class TransitionRequest(_message.Message):
     base: _builtins.str
     """Output only: the version the alias pointed at (alias target), or the stage the version
     was in (stage target) when the request was made; a change meanwhile makes it stale.
+    """
+    archive_existing_versions: _builtins.bool
+    """Stage targets: when applied, move the versions of the model in the target stage to the
+    archive stage (as TransitionStage's archive_existing_versions).
     """
     @_builtins.property
     def approvals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Review]:
@@ -153,10 +158,11 @@ class TransitionRequest(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         base: _builtins.str = ...,
+        archive_existing_versions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "closing_review", b"closing_review", "create_time", b"create_time", "stage", b"stage", "target", b"target", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "approvals", b"approvals", "base", b"base", "closing_review", b"closing_review", "comment", b"comment", "create_time", b"create_time", "failure_reason", b"failure_reason", "name", b"name", "requester", b"requester", "required_approvals", b"required_approvals", "stage", b"stage", "state", b"state", "target", b"target", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "approvals", b"approvals", "archive_existing_versions", b"archive_existing_versions", "base", b"base", "closing_review", b"closing_review", "comment", b"comment", "create_time", b"create_time", "failure_reason", b"failure_reason", "name", b"name", "requester", b"requester", "required_approvals", b"required_approvals", "stage", b"stage", "state", b"state", "target", b"target", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["alias", "stage"]  # noqa: Y015
     _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
