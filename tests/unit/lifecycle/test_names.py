@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelreg_common.errors import InvalidArgument
 from modelreg_lifecycle.domain.names import (
@@ -73,3 +75,25 @@ def test_policy_names() -> None:
     assert parse_policy_name("models/fraud/policy") == "fraud"
     with pytest.raises(InvalidArgument):
         parse_policy_name("models/fraud")
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, derandomize=True)
+def test_any_reference_parses_or_is_invalid_argument(text: str) -> None:
+    try:
+        parsed = parse_reference(text)
+    except InvalidArgument as err:
+        fields = [v.field for v in err.violations]
+        assert fields == ["name"]
+    else:
+        assert text.endswith(f"{parsed.model}@{parsed.alias}")
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, derandomize=True)
+def test_any_alias_name_parses_or_is_invalid_argument(text: str) -> None:
+    try:
+        parsed = parse_alias_name(text)
+    except InvalidArgument:
+        return
+    assert str(parsed) == text

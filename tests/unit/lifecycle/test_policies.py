@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelreg_common.errors import InvalidArgument
 from modelreg_lifecycle.domain.models import Target, TargetKind, VersionInfo
@@ -164,3 +166,15 @@ def test_model_thresholds_override_registry_per_metric() -> None:
     assert str(found["accuracy"]) == "accuracy >= 0.9"
     assert str(found["latency_ms"]) == "latency_ms <= 100"
     assert not found["accuracy"].holds(0.85)
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, derandomize=True)
+def test_any_check_text_parses_or_is_invalid_argument(text: str) -> None:
+    try:
+        check = parse_check(text, "c")
+    except InvalidArgument as err:
+        fields = [v.field for v in err.violations]
+        assert fields == ["c"]
+    else:
+        assert check.kind in {"ready", "signature", "metric", "tag"}
