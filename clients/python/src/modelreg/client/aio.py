@@ -21,6 +21,7 @@ from modelreg.client._config import (
 )
 from modelreg.client._methods import GROUPS, RpcMethod, methods_of
 from modelreg.client.errors import from_rpc_error
+from modelreg.client.helpers import AsyncHelpers
 
 
 class _AsyncGroup:
@@ -128,7 +129,7 @@ class _AsyncGroup:
         return call
 
 
-class AsyncRegistry:
+class AsyncRegistry(AsyncHelpers):
     """`Registry` for asyncio: `async with AsyncRegistry(target) as r: await r.metadata...`."""
 
     def __init__(

@@ -19,6 +19,7 @@ from modelreg.client._config import (
 )
 from modelreg.client._methods import GROUPS, RpcMethod, methods_of
 from modelreg.client.errors import from_rpc_error
+from modelreg.client.helpers import SyncHelpers
 
 
 class _Group:
@@ -58,12 +59,16 @@ class _Group:
                 **fields: Any,
             ) -> Iterator[Any]:
                 message = build_request(rpc, request, fields)
+                call = stream(
+                    message, timeout=timeout, metadata=call_metadata(registry.token, metadata)
+                )
                 try:
-                    yield from stream(
-                        message, timeout=timeout, metadata=call_metadata(registry.token, metadata)
-                    )
+                    yield from call
                 except grpc.RpcError as exc:
                     raise from_rpc_error(exc) from None
+                finally:
+                    # A consumer that stops early must not leave the stream open on the server.
+                    call.cancel()
 
             return server_stream
         if rpc.client_streaming:
@@ -124,7 +129,7 @@ class _Group:
         return call
 
 
-class Registry:
+class Registry(SyncHelpers):
     """One interface to all four services.
 
         with Registry("127.0.0.1:50051") as registry:
