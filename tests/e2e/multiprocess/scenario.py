@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import importlib.util
 import os
 import pkgutil
 import uuid
@@ -18,8 +19,21 @@ from e2e.multiprocess.cluster import Cluster
 from modelreg.artifact.v1 import artifact_service_pb2
 from modelreg.client import AsyncRegistry
 from modelreg.metadata.v1 import model_version_pb2
+from modelreg_common.settings import Settings
 
 CHUNK = 64 * 1024
+
+# The outbox relay (each service pushing its outbox to the events service) is part of the
+# runtime; a build without it keeps events in the outboxes and the event steps cannot run.
+HAS_RELAY = (
+    importlib.util.find_spec("modelreg_common.relay") is not None
+    and "relay_enabled" in Settings.model_fields
+)
+
+
+def require_relay() -> None:
+    if not HAS_RELAY:
+        pytest.skip("the runtime has no outbox relay yet (modelreg_common.relay): no event moves")
 
 
 def descriptor_services(service: str) -> set[str]:
@@ -137,7 +151,7 @@ async def scenario(cluster: Cluster, client: AsyncRegistry) -> Registered:
         await upload_and_finalize(client, registered)
         if "lifecycle" in cluster.services:
             await set_champion(client, registered)
-    if "events" in cluster.services:
+    if "events" in cluster.services and HAS_RELAY:
         expected = expected_events(cluster.services)
         assert await events_of(client, registered.model, expected) >= expected
     return registered

@@ -20,6 +20,7 @@ from e2e.multiprocess.scenario import (
     descriptor_services,
     register,
     require,
+    require_relay,
     scenario,
     set_champion,
     upload_and_finalize,
@@ -171,6 +172,7 @@ async def test_every_services_events_reach_the_events_process(
     cluster: Cluster, client: AsyncRegistry
 ) -> None:
     require(cluster, "metadata", "events")
+    require_relay()
     await scenario(cluster, client)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e.multiprocess.scenario import require_relay
 from grpc import aio
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -88,7 +89,7 @@ async def traced(start_server, tmp_path: Path) -> AsyncIterator[Traced]:
                 listen=f"127.0.0.1:{ports[name]}",
                 home=tmp_path / name,
                 peers=peers,
-                relay_enabled="events" in specs,
+                relay_enabled="events" in specs,  # ignored by a runtime without a relay
             ),
             telemetry=telemetry,
         )
@@ -221,6 +222,7 @@ async def test_set_alias_traces_through_lifecycle_to_metadata_and_into_the_event
 
     if "events" not in traced.servers:
         pytest.skip("the events service is not in the catalog: the outbox leg is unchecked")
+    require_relay()
     # The outbox row kept the call's trace context; the relay carried it to the event log.
     async with traced.channel("events") as channel:
         stream = event_service_pb2_grpc.EventServiceStub(channel).Subscribe(
