@@ -1,4 +1,5 @@
-"""modelreg serve | migrate | version | health."""
+"""modelreg serve | migrate | version | health, and the client commands (models, versions,
+alias, requests, deployments, events, webhooks, audit) from `modelreg.client.cli`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from modelreg.client import cli as client_cli
 from modelreg_common import __version__
 from modelreg_common.logs import configure_logging
 from modelreg_common.server import RegistryServer, migrate_services
@@ -72,7 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("health", help="check a running registry")
     check.add_argument("--target", default="127.0.0.1:50051")
     check.add_argument("--timeout", type=float, default=5.0)
+    client_cli.add_commands(commands)
     args = parser.parse_args(argv)
+
+    if getattr(args, "handler", None) is not None:
+        return client_cli.run(args)
 
     if args.command == "version":
         print(f"modelreg {__version__}")
