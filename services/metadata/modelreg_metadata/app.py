@@ -84,11 +84,11 @@ class MetadataComponent:
 
 
 async def create(runtime: ServiceRuntime) -> MetadataComponent:
-    timeout = runtime.peers.timeout
+    peers = runtime.peers
     return MetadataComponent(
         PgUnitOfWork(runtime.pool, runtime.page_tokens),
-        GrpcArtifacts(runtime.peers.channel("artifact"), timeout),
-        GrpcLifecycle(runtime.peers.channel("lifecycle"), timeout),
+        GrpcArtifacts(lambda: peers.channel("artifact"), peers.timeout),
+        GrpcLifecycle(lambda: peers.channel("lifecycle"), peers.timeout),
     )
 
 

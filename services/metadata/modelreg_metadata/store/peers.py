@@ -3,6 +3,8 @@ says whether a model's versions still have aliases or pending approvals."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 from grpc import aio
 
@@ -26,13 +28,17 @@ _UNREACHABLE = (
 
 
 class GrpcArtifacts:
-    def __init__(self, channel: aio.Channel, timeout: float) -> None:
-        self._stub = artifact_service_pb2_grpc.ArtifactServiceStub(channel)
+    """`channel` is called on first use: in the all-in-one server the peer is this process,
+    whose port is known only once it listens."""
+
+    def __init__(self, channel: Callable[[], aio.Channel], timeout: float) -> None:
+        self._channel = channel
         self._timeout = timeout
 
     async def seal_manifest(self, owner: str) -> Manifest:
+        stub = artifact_service_pb2_grpc.ArtifactServiceStub(self._channel())
         try:
-            response = await self._stub.SealManifest(
+            response = await stub.SealManifest(
                 artifact_service_pb2.SealManifestRequest(owner=owner), timeout=self._timeout
             )
         except aio.AioRpcError as exc:
@@ -54,21 +60,23 @@ class GrpcLifecycle:
     """Reads the lifecycle service's aliases and pending transition requests of a model.
     A build without the lifecycle service (UNIMPLEMENTED) has neither, so nothing blocks."""
 
-    def __init__(self, channel: aio.Channel, timeout: float) -> None:
-        self._aliases = alias_service_pb2_grpc.AliasServiceStub(channel)
-        self._requests = transition_request_service_pb2_grpc.TransitionRequestServiceStub(channel)
+    def __init__(self, channel: Callable[[], aio.Channel], timeout: float) -> None:
+        self._channel = channel
         self._timeout = timeout
 
     async def deletion_blockers(self, model: str) -> list[str]:
         parent = f"models/{model}"
+        channel = self._channel()
+        aliases_stub = alias_service_pb2_grpc.AliasServiceStub(channel)
+        requests_stub = transition_request_service_pb2_grpc.TransitionRequestServiceStub(channel)
         blockers: list[str] = []
         try:
-            aliases = await self._aliases.ListAliases(
+            aliases = await aliases_stub.ListAliases(
                 alias_service_pb2.ListAliasesRequest(parent=parent, page_size=10),
                 timeout=self._timeout,
             )
             blockers += [a.name for a in aliases.aliases]
-            pending = await self._requests.ListTransitionRequests(
+            pending = await requests_stub.ListTransitionRequests(
                 transition_request_service_pb2.ListTransitionRequestsRequest(
                     parent=parent,
                     page_size=10,
