@@ -22,6 +22,17 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
         )
 
 
+async def _reset_connection(conn: asyncpg.Connection[Any]) -> None:
+    """On release, only end a transaction left open (say, by a cancelled call).
+
+    Service code keeps no session state (it uses SET LOCAL, and LISTEN has its own
+    connection), so asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL)
+    would be an extra round trip on every call for nothing.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(
     dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10
 ) -> asyncpg.Pool[Any]:
@@ -33,6 +44,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            reset=_reset_connection,
             server_settings={"search_path": schema, "application_name": f"modelreg-{schema}"},
         )
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
