@@ -27,7 +27,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +61,19 @@ def serve(args: argparse.Namespace) -> None:
 
 
 class ServerProcess:
-    def __init__(self, dsn: str, workdir: Path, artifact_settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        workdir: Path,
+        artifact_settings: dict[str, Any],
+        server_env: dict[str, str] | None = None,
+    ) -> None:
+        env = dict(os.environ)
+        env.update(server_env or {})
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--serve", "--dsn", dsn, "--workdir", str(workdir),
              "--artifact-settings", json.dumps(artifact_settings)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         assert self.process.stdout is not None
         self.address = self.process.stdout.readline().strip()
@@ -293,6 +300,13 @@ async def s3_direct(
     return {"upload_mib_s": mib_s(size, up), "download_mib_s": mib_s(size, down)}
 
 
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """Allocator settings for the server process only (not this client, not SeaweedFS)."""
+    if not args.malloc_mmap_threshold:
+        return {}
+    return {"MALLOC_MMAP_THRESHOLD_": str(args.malloc_mmap_threshold)}
+
+
 async def fresh_database(pg: Any, name: str) -> str:
     """One database per backend: blobs are deduplicated per database, and a blob stored by one
     backend is not in the other."""
@@ -314,6 +328,35 @@ def sha256_file(path: Path) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
+async def run_local(
+    args: argparse.Namespace,
+    pg: Any,
+    workdir: Path,
+    source: Path,
+    scratch: Path,
+    size: int,
+    digest: str,
+    result: dict[str, Any],
+) -> None:
+    local = ServerProcess(
+        await fresh_database(pg, "w4_local"),
+        workdir,
+        {"root": str(workdir / "artifacts")},
+        server_env(args),
+    )
+    try:
+        result["local"] = await through_service(local, source, scratch, size, digest, args.repeat)
+    finally:
+        local.stop()
+    floor = result["physical_floor"]
+    result["local"]["upload_vs_cp_sync"] = round(
+        result["local"]["upload_mib_s"] / floor["cp_sync_mib_s"], 2
+    )
+    result["local"]["download_vs_hot_cp"] = round(
+        result["local"]["download_mib_s"] / floor["cp_hot_mib_s"], 2
+    )
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from aiobotocore.session import get_session
 
@@ -322,8 +365,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     size = args.size_mib * MIB
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="modelreg-w4-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    workdir.chmod(0o755)
+    workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - set-up, before timing
+    workdir.chmod(0o755)  # noqa: ASYNC240
     source = workdir / "source.bin"
     with source.open("wb") as out:
         for _ in range(args.size_mib):
@@ -346,22 +389,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         scratch.mkdir()
         result["physical_floor"] = physical_floor(source, scratch, size, args.repeat)
 
-        local = ServerProcess(
-            await fresh_database(pg, "w4_local"), workdir, {"root": str(workdir / "artifacts")}
-        )
-        try:
-            result["local"] = await through_service(
-                local, source, scratch, size, digest, args.repeat
-            )
-        finally:
-            local.stop()
-        floor = result["physical_floor"]
-        result["local"]["upload_vs_cp_sync"] = round(
-            result["local"]["upload_mib_s"] / floor["cp_sync_mib_s"], 2
-        )
-        result["local"]["download_vs_hot_cp"] = round(
-            result["local"]["download_mib_s"] / floor["cp_hot_mib_s"], 2
-        )
+        if not args.skip_local:
+            await run_local(args, pg, workdir, source, scratch, size, digest, result)
 
         bucket = "w4-bench"
         async with get_session().create_client(
@@ -380,10 +409,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         s3_settings = {
             "backend": "s3",
             "part_size_bytes": part,
+            "parts_in_flight": args.parts_in_flight,
             "s3": {"endpoint_url": s3.endpoint_url, "bucket": bucket, "prefix": "registry/",
                    "access_key_id": s3.access_key, "secret_access_key": s3.secret_key},
         }  # fmt: skip
-        remote = ServerProcess(await fresh_database(pg, "w4_s3"), workdir, s3_settings)
+        remote = ServerProcess(
+            await fresh_database(pg, "w4_s3"), workdir, s3_settings, server_env(args)
+        )
         try:
             result["s3"] = await through_service(remote, source, scratch, size, digest, args.repeat)
         finally:
@@ -408,6 +440,12 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--workdir", default="")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument(
+        "--malloc-mmap-threshold", type=int, default=0,
+        help="glibc M_MMAP_THRESHOLD for the server process (0: glibc's dynamic default)",
+    )  # fmt: skip
+    parser.add_argument("--parts-in-flight", type=int, default=2, help="S3 backend setting")
+    parser.add_argument("--skip-local", action="store_true", help="only the S3 part")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)

@@ -25,6 +25,8 @@ class S3Settings(BaseModel):
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
+    # SigV4 payload hashing of every part (off: the service verifies sha256 itself).
+    sign_payload: bool = False
     max_connections: int = Field(default=32, ge=1)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     read_timeout_seconds: float = Field(default=60.0, gt=0)

@@ -63,7 +63,12 @@ class S3Backend:
     async def start(self) -> None:
         s = self._settings
         config = AioConfig(
-            s3={"addressing_style": "path" if s.path_style else "auto"},
+            s3={
+                "addressing_style": "path" if s.path_style else "auto",
+                # The service sha256es every byte itself and verifies it end to end; signing
+                # each part's payload would be a second full hash pass on the event loop.
+                "payload_signing_enabled": s.sign_payload,
+            },
             max_pool_connections=s.max_connections,
             connect_timeout=s.connect_timeout_seconds,
             read_timeout=s.read_timeout_seconds,
