@@ -7,9 +7,14 @@ const target = process.argv[2] ?? "127.0.0.1:50051";
 const model = process.argv[3] ?? `node-${Date.now()}`;
 const registry = connect(target, process.env.MODELREG_TOKEN);
 
-function firstEvent(filter) {
-  // Resolves with the first event matching `filter` on a live Subscribe stream.
-  const stream = registry.EventService.Subscribe({ filter, from_now: true }, registry.metadata);
+function firstEvent(filter, afterSequence) {
+  // Resolves with the first event matching `filter` after `afterSequence` on a Subscribe
+  // stream. Subscribing from a known sequence (not from_now) cannot miss an event that is
+  // published before the server has registered the stream.
+  const stream = registry.EventService.Subscribe(
+    { filter, after_sequence: afterSequence },
+    registry.metadata,
+  );
   const received = new Promise((resolve, reject) => {
     stream.on("data", (reply) => {
       resolve(reply.event);
@@ -34,9 +39,17 @@ const ready = await registry.call("ModelVersionService", "FinalizeModelVersion",
   name: version.model_version.name,
 });
 
-const subscription = firstEvent(`type = "model_version.alias_set" AND subject = "models/${model}/aliases/champion"`);
-// Give the stream a moment to be registered server-side before the change it waits for.
-await new Promise((resolve) => subscription.stream.once("metadata", resolve));
+// The newest event now: the alias event will come after it.
+const newest = await registry.call("EventService", "ListEvents", {
+  order_by: "sequence desc",
+  page_size: 1,
+});
+const after = newest.events.length ? newest.events[0].sequence : "0";
+// The alias event's subject is the version the alias now points at.
+const subscription = firstEvent(
+  `type = "model_version.alias_set" AND subject = "${ready.model_version.name}"`,
+  after,
+);
 await registry.call("AliasService", "SetAlias", {
   name: `models/${model}/aliases/champion`,
   version: ready.model_version.name,

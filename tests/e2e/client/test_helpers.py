@@ -78,14 +78,16 @@ async def test_sync_register_download_promote(server: RegistryServer, tmp_path: 
             assert second.version == 2
 
             moved = registry.promote(model, 1, "champion", reason="first")
-            assert moved.moved and moved.alias is not None
+            assert moved.moved
+            assert moved.alias is not None
             dest = tmp_path / "out"
             got = registry.download(f"models:/{model}@champion", dest)
             assert got.name == version.name
             for path, data in files.items():
                 assert (dest / path).read_bytes() == data
             one = registry.download(f"models:/{model}/2", tmp_path / "two")
-            assert one.version == 2 and (tmp_path / "two" / "MLmodel").exists()
+            assert one.version == 2
+            assert (tmp_path / "two" / "MLmodel").exists()
 
             with pytest.raises(NotFoundError):
                 registry.download(f"models:/{model}@nobody", tmp_path / "x")
@@ -98,7 +100,8 @@ async def test_sync_register_download_promote(server: RegistryServer, tmp_path: 
                         "rules": [{"aliases": ["champion"], "protected": True}]}
             )  # fmt: skip
             pending = registry.promote(model, 2, "champion", reason="better")
-            assert not pending.moved and pending.transition_request is not None
+            assert not pending.moved
+            assert pending.transition_request is not None
             assert pending.transition_request.alias == "champion"
             with pytest.raises(NotFoundError):
                 registry.promote(model, 99, "challenger")
