@@ -604,9 +604,9 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run(args)
+    return run(args, stdout)
 
 
 if __name__ == "__main__":
