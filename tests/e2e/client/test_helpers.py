@@ -162,3 +162,41 @@ async def test_subscribe_resumes_after_the_last_sequence_seen(
                     break
         assert got[:2] == [f"models/{model}a", f"models/{model}b"]
         assert got[2:] == [f"models/{model}b", f"models/{model}c"]
+
+
+async def test_subscribe_resumes_across_a_server_restart(
+    start_server, all_specs: list[ServiceSpec], tmp_path: Path
+) -> None:
+    from modelreg_common.local_postgres import free_port
+
+    settings = make_settings(home=tmp_path / "home", listen=f"127.0.0.1:{free_port()}")
+    first = await start_server(all_specs, settings=settings)
+    model = f"r-{uuid.uuid4().hex[:10]}"
+    flt = f'subject = "models/{model}*"'
+    got: list[str] = []
+    arrived = asyncio.Event()
+
+    async with AsyncRegistry(first.address) as registry:
+
+        async def follow() -> None:
+            async for event in registry.subscribe(flt, after_sequence=0, max_backoff=0.2):
+                got.append(event.subject)
+                arrived.set()
+
+        listener = asyncio.create_task(follow())
+        try:
+            await registry.metadata.create_registered_model(registered_model_id=model + "a")
+            async with asyncio.timeout(20):
+                await arrived.wait()
+            await first.stop(0)
+            second = await start_server(all_specs, settings=settings)
+            assert second.address == first.address
+            arrived.clear()
+            await registry.metadata.create_registered_model(registered_model_id=model + "b")
+            async with asyncio.timeout(30):
+                while len(got) < 2:
+                    await arrived.wait()
+                    arrived.clear()
+        finally:
+            listener.cancel()
+    assert got == [f"models/{model}a", f"models/{model}b"]
