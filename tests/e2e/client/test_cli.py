@@ -8,7 +8,7 @@ import io
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,12 +19,18 @@ from modelreg_common.settings import AuthSettings, TokenEntry
 from modelreg_server.cli import main as modelreg
 from testkit import make_settings
 
+if TYPE_CHECKING:
+    from conftest import StartServer
+
 REVIEWER = "reviewer-" + uuid.uuid4().hex
 
 
 @pytest.fixture
 async def server(
-    start_server, all_specs: list[ServiceSpec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    start_server: StartServer,
+    all_specs: list[ServiceSpec],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> RegistryServer:
     monkeypatch.setenv("MODELREG_EVENTS_ALLOW_PRIVATE_TARGETS", "true")
     # Local mode: token-less calls are "local"; the reviewer's token is a second user.

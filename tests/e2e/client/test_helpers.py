@@ -8,6 +8,7 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,9 +23,14 @@ from modelreg.metadata.v1 import model_version_pb2
 from modelreg_common.server import RegistryServer, ServiceSpec
 from testkit import make_settings
 
+if TYPE_CHECKING:
+    from conftest import StartServer
+
 
 @pytest.fixture
-async def server(start_server, all_specs: list[ServiceSpec], tmp_path: Path) -> RegistryServer:
+async def server(
+    start_server: StartServer, all_specs: list[ServiceSpec], tmp_path: Path
+) -> RegistryServer:
     return await start_server(all_specs, settings=make_settings(home=tmp_path / "home"))
 
 
