@@ -6,8 +6,6 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from typing_extensions import Buffer
-
 from modelreg_artifact.domain.models import (
     DoomedObject,
     Event,
@@ -34,7 +32,7 @@ class BlobBackend(Protocol):
         """Prepare a multipart write of `key`; returns the backend's upload id (or '')."""
 
     async def write_part(
-        self, key: str, upload_id: str, number: int, offset: int, data: Sequence[Buffer]
+        self, key: str, upload_id: str, number: int, offset: int, data: Sequence[bytes | memoryview]
     ) -> str:
         """Store one part, given as the received pieces (not joined: the local backend
         writes them with one pwritev, without a copy); returns its ETag."""

@@ -10,13 +10,11 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from typing_extensions import Buffer
-
 from modelreg_artifact.domain.models import Part
 from modelreg_common.errors import Unavailable
 
 
-def _pwrite_all(path: Path, offset: int, data: Sequence[Buffer]) -> None:
+def _pwrite_all(path: Path, offset: int, data: Sequence[bytes | memoryview]) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
         views = [memoryview(d).cast("B") for d in data]
@@ -70,7 +68,7 @@ class LocalBackend:
         return ""
 
     async def write_part(
-        self, key: str, upload_id: str, number: int, offset: int, data: Sequence[Buffer]
+        self, key: str, upload_id: str, number: int, offset: int, data: Sequence[bytes | memoryview]
     ) -> str:
         await self._io(_pwrite_all, self._path(key), offset, data)
         return f"local-{number}"

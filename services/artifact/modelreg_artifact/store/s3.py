@@ -17,7 +17,6 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
-from typing_extensions import Buffer
 
 from modelreg_artifact.domain.models import Part
 from modelreg_artifact.settings import S3Settings
@@ -103,7 +102,7 @@ class S3Backend:
         return str(response["UploadId"])
 
     async def write_part(
-        self, key: str, upload_id: str, number: int, offset: int, data: Sequence[Buffer]
+        self, key: str, upload_id: str, number: int, offset: int, data: Sequence[bytes | memoryview]
     ) -> str:
         body = b"".join(data)
         if isinstance(data, list):
