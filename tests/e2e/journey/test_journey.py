@@ -13,12 +13,8 @@ token's principal; the server's own calls between its services carry none and ac
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,10 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from e2e.journey.serving import serve
 from modelreg.client import (
     AsyncRegistry,
     PermissionDeniedError,
@@ -41,65 +36,15 @@ from modelreg.client.cli import main as cli_main
 from modelreg.events.v1 import event_pb2
 from modelreg.lifecycle.v1 import transition_request_pb2
 from modelreg.metadata.v1 import lineage_pb2, model_version_pb2, run_pb2
-from modelreg_common.local_postgres import free_port
 
 ALICE = "alice-" + uuid.uuid4().hex
 BOB = "bob-" + uuid.uuid4().hex
 
 
-def _entry(token: str, principal: str) -> dict[str, Any]:
-    return {"sha256": hashlib.sha256(token.encode()).hexdigest(), "principal": principal}
-
-
-def _wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"modelreg serve exited with {process.returncode}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1, wait_for_ready=True)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.05)  # not up yet; the process is starting (not a sync sleep)
-    raise AssertionError(f"modelreg serve not SERVING within {timeout}s")
-
-
 @pytest.fixture
 def served(dsn: str, tmp_path: Path) -> Iterator[str]:
-    """`python -m modelreg_server serve` on a free port over this test's database."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
-    env.update(
-        MODELREG_DATABASE_URL=dsn,
-        MODELREG_HOME=str(tmp_path / "home"),
-        MODELREG_LISTEN=f"127.0.0.1:{port}",
-        MODELREG_AUTH__MODE="local",
-        MODELREG_AUTH__TOKENS=json.dumps([_entry(ALICE, "alice"), _entry(BOB, "bob")]),
-        MODELREG_EVENTS_ALLOW_PRIVATE_TARGETS="true",
-        MODELREG_EVENTS_RETRY_BASE_SECONDS="0.1",
-        MODELREG_LOG_LEVEL="warning",
-    )
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelreg_server", "serve"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_serving(f"127.0.0.1:{port}", process, timeout=60)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with serve(dsn, tmp_path / "home", {ALICE: "alice", BOB: "bob"}) as target:
+        yield target
 
 
 @dataclass

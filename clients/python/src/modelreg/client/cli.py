@@ -26,6 +26,7 @@ from modelreg.client.errors import RegistryError
 from modelreg.client.helpers import DigestMismatch, model_name, version_name
 from modelreg.client.registry import Registry
 from modelreg.lifecycle.v1 import deployment_pb2, transition_request_pb2
+from modelreg.metadata.v1 import lineage_pb2
 
 COMMANDS = (
     "models",
@@ -33,6 +34,9 @@ COMMANDS = (
     "alias",
     "requests",
     "deployments",
+    "policies",
+    "metrics",
+    "lineage",
     "events",
     "webhooks",
     "audit",
@@ -326,6 +330,78 @@ def deployments_record(r: Registry, out: Output, a: argparse.Namespace) -> None:
     out.message(recorded)
 
 
+def alias_rollback(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    reply = r.lifecycle.rollback_alias(
+        name=f"{model_name(a.model)}/aliases/{a.alias}", reason=a.reason
+    )
+    if reply.HasField("alias"):
+        out.message(reply.alias)
+        return
+    if not out.as_json:
+        out.line(f"the alias {a.alias} is protected: opened a transition request")
+    out.message(reply.transition_request)
+
+
+def policies_set(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    rules = []
+    if a.protect or a.check:
+        rules.append(
+            {
+                "aliases": a.protect or ["*"], "protected": bool(a.protect),
+                "required_approvals": a.approvals, "checks": a.check or [],
+            }
+        )  # fmt: skip
+    name = "policies/registry" if a.model == "registry" else f"{model_name(a.model)}/policy"
+    policy = r.lifecycle.set_policy(
+        policy={"name": name, "rules": rules, "production_thresholds": a.threshold or []}
+    ).policy
+    out.message(policy)
+
+
+def policies_show(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    name = "policies/registry" if a.model == "registry" else f"{model_name(a.model)}/policy"
+    out.message(r.lifecycle.get_policy(name=name).policy)
+
+
+def metrics_record(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    values = []
+    for pair in a.values:
+        key, sep, value = pair.partition("=")
+        try:
+            values.append({"metric": key, "value": float(value)})
+        except ValueError:
+            raise UsageError(f"metrics take name=number, got {pair!r}") from None
+        if not sep or not key:
+            raise UsageError(f"metrics take name=number, got {pair!r}")
+    reply = r.lifecycle.record_production_metrics(
+        version=version_name(a.model, a.version), environment=a.environment, metrics=values
+    )
+    if out.as_json:
+        out.message(reply)
+        return
+    out.line(f"recorded {len(reply.metrics)} value(s)")
+    for episode in reply.opened:
+        out.line(
+            f"DEGRADED: {episode.metric} = {episode.value:g} breaks {episode.threshold} "
+            f"({episode.environment})"
+        )
+
+
+def lineage_show(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    key = f"LINEAGE_DIRECTION_{a.direction.upper()}"
+    try:
+        direction = lineage_pb2.LineageDirection.Value(key)
+    except ValueError:
+        raise UsageError(f"unknown direction {a.direction!r}") from None
+    graph = r.metadata.get_lineage(start=a.name, direction=direction, max_hops=a.hops)
+    if out.as_json:
+        out.message(graph)
+        return
+    out.table(graph.nodes, ["name", "type", "display_name"], strip=["LINEAGE_NODE_TYPE_"])
+    out.line("")
+    out.table(graph.edges, ["source", "type", "target"], strip=["LINEAGE_EDGE_TYPE_"])
+
+
 def deployments_list(r: Registry, out: Output, a: argparse.Namespace) -> None:
     items = _pages(
         r.lifecycle.list_deployments, "deployments", a.limit,
@@ -507,6 +583,34 @@ def add_commands(groups: Any) -> None:
     p.add_argument("model")
     p.add_argument("alias")
     listing(p, 0)
+
+    p = command(alias, "rollback", alias_rollback, "back to the previous version (or request it)")
+    p.add_argument("model")
+    p.add_argument("alias")
+    p.add_argument("--reason", default="")
+
+    policies = group("policies", "promotion policies")
+    p = command(policies, "set", policies_set, "create or replace a model's policy")
+    p.add_argument("model", help="a model, or `registry` for the registry-wide policy")
+    p.add_argument("--protect", action="append", metavar="ALIAS", help="repeatable")
+    p.add_argument("--approvals", type=int, default=1)
+    p.add_argument("--check", action="append", help="e.g. version.ready, signature.present")
+    p.add_argument("--threshold", action="append", help='production, e.g. "accuracy >= 0.8"')
+    p = command(policies, "show", policies_show, "a model's policy")
+    p.add_argument("model")
+
+    metrics = group("metrics", "production metrics")
+    p = command(metrics, "record", metrics_record, "record values: name=number ...")
+    p.add_argument("model")
+    p.add_argument("version")
+    p.add_argument("values", nargs="+", metavar="NAME=VALUE")
+    p.add_argument("--environment", required=True)
+
+    lineage = group("lineage", "the lineage graph")
+    p = command(lineage, "show", lineage_show, "nodes and edges around a resource")
+    p.add_argument("name", help="models/m/versions/n, experiments/e/runs/r, deployments/d, ...")
+    p.add_argument("--direction", default="upstream", help="upstream, downstream, both")
+    p.add_argument("--hops", type=int, default=5)
 
     requests = group("requests", "transition requests (approvals)")
     p = command(requests, "create", requests_create, "request a move of an alias or a stage")
