@@ -752,3 +752,16 @@ async def test_resumable_helper_round_trip_and_sealed_owner_is_final(
     with pytest.raises(aio.AioRpcError) as err:
         await upload_file_resumable(h.stub, OWNER, "later.bin", source)
     assert_error(err, grpc.StatusCode.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION")
+
+
+async def test_concurrent_uploads_of_the_same_bytes_store_one_blob(artifacts: Harness) -> None:
+    data = os.urandom(3 * MIB)
+    owners = [f"models/m{i}/versions/1" for i in range(4)]
+    entries = await asyncio.gather(*(put(artifacts, data, owner=o) for o in owners))
+    assert {e.digest for e in entries} == {digest_of(data)}
+    assert len(await artifacts.sql("SELECT digest FROM blobs")) == 1
+    # The losing copies were deleted right away, not left for the collector.
+    assert await artifacts.sql("SELECT storage_key FROM doomed_objects") == []
+    assert len(await artifacts.stored_objects()) == 1
+    for owner in owners:
+        assert await get(artifacts, owner=owner) == data
