@@ -14,6 +14,7 @@ import pytest
 
 from modelreg.client import (
     AsyncRegistry,
+    CallPolicy,
     NotFoundError,
     Registry,
     parse_reference,
@@ -97,6 +98,9 @@ async def test_sync_register_download_promote(server: RegistryServer, tmp_path: 
 
             with pytest.raises(NotFoundError):
                 registry.download(f"models:/{model}@nobody", tmp_path / "x")
+            events = registry.subscribe(f'subject = "models/{model}"', after_sequence=0)
+            assert next(events).type == "registered_model.created"
+            events.close()  # cancels the stream
             with pytest.raises(FileNotFoundError):
                 registry.register_model(model, tmp_path / "missing")
 
@@ -182,7 +186,9 @@ async def test_subscribe_resumes_across_a_server_restart(
     got: list[str] = []
     arrived = asyncio.Event()
 
-    async with AsyncRegistry(first.address) as registry:
+    # Patient retries: after the restart the channel reconnects with its own backoff.
+    patient = CallPolicy(max_attempts=30, max_backoff=0.5)
+    async with AsyncRegistry(first.address, policy=patient) as registry:
 
         async def follow() -> None:
             async for event in registry.subscribe(flt, after_sequence=0, max_backoff=0.2):

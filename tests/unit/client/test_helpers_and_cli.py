@@ -174,3 +174,63 @@ def test_markdown_report_renders_every_section() -> None:
     assert "bob at None: ok|fine" in text
     assert "checks applied: version.ready" in text
     assert "- state: READY" in text
+
+
+class _Reply:
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+
+class _FakeGroup:
+    def __init__(self, **calls: Any) -> None:
+        self.__dict__.update(calls)
+
+
+def test_sync_download_refuses_bytes_that_do_not_match_the_recorded_digest(
+    tmp_path: Path,
+) -> None:
+    from modelreg.artifact.v1 import artifact_pb2, artifact_service_pb2
+    from modelreg.client.helpers import SyncHelpers
+
+    entry = artifact_pb2.FileEntry(path="w.bin", digest="sha256:" + "0" * 64, size_bytes=3)
+
+    class Fake(SyncHelpers):
+        def __init__(self) -> None:
+            version = model_version_pb2.ModelVersion(name="models/m/versions/1")
+            self.metadata = _FakeGroup(get_model_version=lambda **_: _Reply(model_version=version))
+            self.artifacts = _FakeGroup(
+                list_files=lambda **_: _Reply(files=[entry], next_page_token=""),
+                download=lambda **_: iter(
+                    [artifact_service_pb2.DownloadResponse(file=entry, chunk=b"abc")]
+                ),
+            )
+
+    with pytest.raises(DigestMismatch, match=r"w\.bin"):
+        Fake().download("models/m/versions/1", tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # nor the file, nor a partial one
+
+
+def test_a_failed_upload_marks_the_version_failed_and_raises(tmp_path: Path) -> None:
+    from modelreg.client.errors import UnavailableError
+    from modelreg.client.helpers import SyncHelpers
+
+    (tmp_path / "w.bin").write_bytes(b"abc")
+    failed: list[str] = []
+    version = model_version_pb2.ModelVersion(name="models/m/versions/1")
+
+    def broken_upload(requests: Any) -> Any:
+        list(requests)
+        raise UnavailableError("artifact store down")
+
+    class Fake(SyncHelpers):
+        def __init__(self) -> None:
+            self.metadata = _FakeGroup(
+                get_registered_model=lambda **_: None,
+                create_model_version=lambda **_: _Reply(model_version=version),
+                fail_model_version=lambda name, status_message: failed.append(status_message),
+            )
+            self.artifacts = _FakeGroup(upload=broken_upload)
+
+    with pytest.raises(UnavailableError):
+        Fake().register_model("m", tmp_path / "w.bin")
+    assert failed == ["upload failed: UNAVAILABLE: artifact store down"]

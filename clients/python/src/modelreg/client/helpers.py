@@ -18,7 +18,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
@@ -411,7 +411,7 @@ class SyncHelpers:
         after_sequence: int | None = None,
         max_reconnects: int | None = None,
         max_backoff: float = 5.0,
-    ) -> Iterator[event_pb2.Event]:
+    ) -> Generator[event_pb2.Event, None, None]:
         """Events matching `filter` after `after_sequence` (None: from now on), live. A broken
         stream is reopened after the last sequence seen, so no event is lost or repeated."""
         last = self.last_sequence(filter) if after_sequence is None else after_sequence
@@ -623,7 +623,7 @@ class AsyncHelpers:
         after_sequence: int | None = None,
         max_reconnects: int | None = None,
         max_backoff: float = 5.0,
-    ) -> AsyncIterator[event_pb2.Event]:
+    ) -> AsyncGenerator[event_pb2.Event, None]:
         last = await self.last_sequence(filter) if after_sequence is None else after_sequence
         failures = 0
         while True:
