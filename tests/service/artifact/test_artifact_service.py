@@ -765,3 +765,46 @@ async def test_concurrent_uploads_of_the_same_bytes_store_one_blob(artifacts: Ha
     assert len(await artifacts.stored_objects()) == 1
     for owner in owners:
         assert await get(artifacts, owner=owner) == data
+
+
+async def test_s3_outage_mid_upload_leaves_no_file_and_queues_cleanup(
+    start_artifacts: StartArtifacts, tmp_path: Path
+) -> None:
+    from modelreg_common.local_s3 import LocalS3
+
+    own = LocalS3(tmp_path / "s3")
+    await asyncio.to_thread(own.start)
+    try:
+        h = await start_artifacts("s3", s3=own)
+        data = os.urandom(12 * MIB)
+        s3_down = asyncio.Event()
+
+        async def stream() -> AsyncIterator[pb.UploadRequest]:
+            yield pb.UploadRequest(header=pb.UploadHeader(owner=OWNER, path="mid.bin"))
+            for i in range(0, 6 * MIB, MIB):
+                yield pb.UploadRequest(chunk=data[i : i + MIB])
+            await s3_down.wait()
+            for i in range(6 * MIB, len(data), MIB):
+                yield pb.UploadRequest(chunk=data[i : i + MIB])
+
+        async def first_part_stored() -> bool:
+            return bool(await h.sql("SELECT 1 FROM upload_parts"))
+
+        call = h.stub.Upload(stream())
+        await eventually(first_part_stored)
+        await asyncio.to_thread(own.stop)
+        s3_down.set()
+        with pytest.raises(aio.AioRpcError) as err:
+            await call
+        metadata, _ = assert_error(err, grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE")
+        assert metadata["backend"] == "s3"
+        assert await h.sql("SELECT 1 FROM manifest_entries") == []
+        assert await h.sql("SELECT 1 FROM upload_sessions") == []
+        assert await h.sql("SELECT 1 FROM blobs") == []
+        # The multipart upload could not be aborted while S3 was down: it stays queued, and
+        # the collector retries it.
+        doomed = await h.sql("SELECT storage_key, backend_upload_id FROM doomed_objects")
+        assert len(doomed) == 1
+        assert doomed[0]["backend_upload_id"]
+    finally:
+        await asyncio.to_thread(own.stop)
