@@ -21,9 +21,9 @@ import jsonschema  # type: ignore[import-untyped]
 import pydantic
 import pytest
 import yaml  # type: ignore[import-untyped]
-from e2e.deploy.kustomize import Resource, key, pod_spec, render, strategic_merge
 from pydantic_settings import BaseSettings
 
+from e2e.deploy.kustomize import Resource, key, pod_spec, render, strategic_merge
 from modelreg_common.settings import PeerSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[3]

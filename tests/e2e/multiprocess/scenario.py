@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from e2e.multiprocess.cluster import Cluster
 
+from e2e.multiprocess.cluster import Cluster
 from modelreg.artifact.v1 import artifact_service_pb2
 from modelreg.client import AsyncRegistry
 from modelreg.metadata.v1 import model_version_pb2

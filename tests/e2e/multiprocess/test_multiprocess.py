@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
 from e2e.multiprocess.cluster import FAST_RECONNECT, Cluster, kill, start_cluster, stop_cluster
 from e2e.multiprocess.scenario import (
     descriptor_services,
@@ -25,10 +29,6 @@ from e2e.multiprocess.scenario import (
     set_champion,
     upload_and_finalize,
 )
-from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from modelreg.client import AsyncRegistry, NotFoundError
 from modelreg_server.catalog import SERVICES
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.multiprocess.cluster import Cluster, start_cluster, stop_cluster
-from e2e.multiprocess.scenario import register, require, upload_and_finalize
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from e2e.multiprocess.cluster import Cluster, start_cluster, stop_cluster
+from e2e.multiprocess.scenario import register, require, upload_and_finalize
 from modelreg.client import AsyncRegistry, UnauthenticatedError
 from modelreg_common.settings import PeerSettings
 from modelreg_server.catalog import SERVICES

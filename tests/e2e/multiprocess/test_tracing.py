@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.multiprocess.scenario import require_relay
 from grpc import aio
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from e2e.multiprocess.scenario import require_relay
 from modelreg.artifact.v1 import artifact_service_pb2, artifact_service_pb2_grpc
 from modelreg.events.v1 import event_service_pb2, event_service_pb2_grpc
 from modelreg.lifecycle.v1 import alias_service_pb2, alias_service_pb2_grpc

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from unit.lifecycle.fakes import FakeCatalog, FakeRoles, FakeStore
 
 from modelreg_common.context import CallInfo, Principal, bind_call, unbind_call
 from modelreg_common.errors import (
@@ -20,6 +19,7 @@ from modelreg_common.errors import (
 from modelreg_lifecycle.domain.models import RequestState, Target, TargetKind
 from modelreg_lifecycle.domain.policies import RuleDraft
 from modelreg_lifecycle.domain.service import LifecycleService, StageConfig
+from unit.lifecycle.fakes import FakeCatalog, FakeRoles, FakeStore
 
 ALIAS = "models/fraud/aliases/champion"
 CHAMPION = Target(TargetKind.ALIAS, "champion")
