@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from modelreg.client import DigestMismatch, NotFoundError
+from modelreg.client import CallPolicy, DigestMismatch, NotFoundError
 from modelreg.client.audit import render_markdown
 from modelreg.client.cli import Output, UsageError, build_parser, run
 from modelreg.client.errors import FieldViolation, InvalidArgumentError
@@ -196,6 +196,7 @@ def test_sync_download_refuses_bytes_that_do_not_match_the_recorded_digest(
 
     class Fake(SyncHelpers):
         def __init__(self) -> None:
+            self.policy = CallPolicy()
             version = model_version_pb2.ModelVersion(name="models/m/versions/1")
             self.metadata = _FakeGroup(get_model_version=lambda **_: _Reply(model_version=version))
             self.artifacts = _FakeGroup(
@@ -218,12 +219,13 @@ def test_a_failed_upload_marks_the_version_failed_and_raises(tmp_path: Path) -> 
     failed: list[str] = []
     version = model_version_pb2.ModelVersion(name="models/m/versions/1")
 
-    def broken_upload(requests: Any) -> Any:
+    def broken_upload(requests: Any, timeout: float) -> Any:
         list(requests)
         raise UnavailableError("artifact store down")
 
     class Fake(SyncHelpers):
         def __init__(self) -> None:
+            self.policy = CallPolicy()
             self.metadata = _FakeGroup(
                 get_registered_model=lambda **_: None,
                 create_model_version=lambda **_: _Reply(model_version=version),

@@ -27,6 +27,7 @@ from google.protobuf import json_format
 
 from modelreg.artifact.transfer import DEFAULT_CHUNK, DigestMismatch, download_file, upload_file
 from modelreg.artifact.v1 import artifact_pb2, artifact_service_pb2
+from modelreg.client._config import CallPolicy
 from modelreg.client.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -186,6 +187,15 @@ def _is_protected(err: FailedPreconditionError) -> bool:
     return err.metadata.get("protected") == "true"
 
 
+# A transfer's deadline grows with its size: the call deadline plus one second per MiB, so a
+# slow but moving multi-GB upload is not cut off while a stalled one still ends.
+_SECONDS_PER_BYTE = 1 / (1024 * 1024)
+
+
+def _transfer_timeout(policy: CallPolicy, size: int) -> float:
+    return policy.timeout + size * _SECONDS_PER_BYTE
+
+
 def _backoff(attempt: int, ceiling: float) -> float:
     return random.uniform(0, min(ceiling, 0.1 * 2 ** min(attempt, 10)))
 
@@ -200,6 +210,7 @@ class SyncHelpers:
     artifacts: Any
     lifecycle: Any
     events: Any
+    policy: CallPolicy
 
     def ensure_model(self, model: str, *, description: str = "") -> str:
         """The model's name, creating the model if it does not exist."""
@@ -292,7 +303,9 @@ class SyncHelpers:
                     if progress is not None:
                         progress(artifact_path, sent, total)
 
-        entry: artifact_pb2.FileEntry = self.artifacts.upload(requests()).file
+        entry: artifact_pb2.FileEntry = self.artifacts.upload(
+            requests(), timeout=_transfer_timeout(self.policy, size)
+        ).file
         local_digest = f"sha256:{hasher.hexdigest()}"
         if entry.digest != local_digest:
             raise DigestMismatch(f"sent {local_digest}, the service stored {entry.digest}")
@@ -356,7 +369,11 @@ class SyncHelpers:
         recorded = entry.digest
         try:
             with partial.open("wb") as handle:
-                for message in self.artifacts.download(owner=owner, path=entry.path):
+                for message in self.artifacts.download(
+                    owner=owner,
+                    path=entry.path,
+                    timeout=_transfer_timeout(self.policy, entry.size_bytes),
+                ):
                     if message.HasField("file"):
                         recorded = message.file.digest
                     if message.chunk:
@@ -490,6 +507,7 @@ class AsyncHelpers:
     artifacts: Any
     lifecycle: Any
     events: Any
+    policy: CallPolicy
 
     async def ensure_model(self, model: str, *, description: str = "") -> str:
         name = model_name(model)
@@ -535,7 +553,12 @@ class AsyncHelpers:
             for artifact_path, local, size in files:
                 adapter = _StubAdapter(self.artifacts, artifact_path, done, total, progress)
                 await upload_file(
-                    cast(Any, adapter), created.name, artifact_path, local, chunk_size=chunk_size
+                    cast(Any, adapter),
+                    created.name,
+                    artifact_path,
+                    local,
+                    chunk_size=chunk_size,
+                    rpc_timeout=_transfer_timeout(self.policy, size),
                 )
                 done += size
                 if progress is not None and size == 0:
@@ -589,7 +612,13 @@ class AsyncHelpers:
             await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
             adapter = _StubAdapter(self.artifacts, entry.path, done, total, progress)
             # download_file verifies the sha256 and removes the file on a mismatch.
-            await download_file(cast(Any, adapter), version.name, entry.path, target)
+            await download_file(
+                cast(Any, adapter),
+                version.name,
+                entry.path,
+                target,
+                rpc_timeout=_transfer_timeout(self.policy, entry.size_bytes),
+            )
             done = adapter.done
         return version
 
