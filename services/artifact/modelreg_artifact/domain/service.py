@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import math
 import uuid
 from collections import OrderedDict
@@ -37,9 +36,10 @@ from modelreg_common.errors import (
     LimitExceeded,
     NotFound,
 )
+from modelreg_common.logs import get_logger
 from modelreg_common.page_tokens import PageTokens, fingerprint, page_size
 
-log = logging.getLogger("modelreg.artifact")
+log = get_logger("modelreg.artifact")
 
 MAX_PARTS = 10_000
 UPLOADED = "artifact.uploaded"
@@ -310,7 +310,7 @@ class Artifacts:
                 await self.blobs.abort(item.storage_key, item.backend_upload_id)
                 done.append(item.storage_key)
             except Exception as exc:
-                log.warning("artifact.purge_failed key=%s error=%s", item.storage_key, exc)
+                log.warning("artifact.purge_failed", key=item.storage_key, error=str(exc))
         if done:
             with contextlib.suppress(Exception):
                 await self.repo.forget_doomed(done)
