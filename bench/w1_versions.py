@@ -403,9 +403,7 @@ def main() -> None:
         for workers in (1, 16):
             models = [f"w1-{workers}-m{m}" for m in range(args.models)]
             create_models(server.address, models)
-            w1[f"workers_{workers}"] = version_load(
-                server, models, runs, workers, args.versions
-            )
+            w1[f"workers_{workers}"] = version_load(server, models, runs, workers, args.versions)
         report["W1"] = w1
     w1c = []
     for repeat in range(args.w1c_repeats):

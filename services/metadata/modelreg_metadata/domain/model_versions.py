@@ -74,6 +74,17 @@ def _event_data(version: ModelVersion) -> dict[str, Any]:
     }
 
 
+def _draft_event_data(draft: ModelVersionDraft) -> dict[str, Any]:
+    return {
+        "state": VersionState.PENDING_REGISTRATION.value,
+        "run": draft.run,
+        "source": draft.source,
+        "tags": dict(draft.tags),
+        "artifact_digest": "",
+        "signature": signature_summary(draft.signature),
+    }
+
+
 class ModelVersionService:
     def __init__(self, uow: UnitOfWork, artifacts: ArtifactPort) -> None:
         self._uow = uow
@@ -98,16 +109,14 @@ class ModelVersionService:
                         raise NotFound(replayed, kind=KIND)
                     return existing
             created, run_exists = await tx.versions.create(
-                model.model, draft, current_principal().subject
+                model.model, draft, current_principal().subject, _draft_event_data(draft)
             )
             if created is None:
                 raise NotFound(parent, kind="registered model")
             if not run_exists:
                 # Raising rolls the transaction back, number allocation included.
                 raise NotFound(draft.run, kind="run")
-            await tx.publish(
-                [Event("model_version.created", created.resource_name, _event_data(created))]
-            )
+            # The store wrote the model_version.created event in the same statement.
             if key is not None:
                 await tx.remember(key, created.resource_name)
             return created

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelreg_metadata.domain.models import (
     Direction,
@@ -50,8 +50,13 @@ class ModelVersionRepo(Protocol):
     ) -> ModelVersion | None: ...
 
     async def create(
-        self, model: str, draft: ModelVersionDraft, created_by: str
-    ) -> tuple[ModelVersion | None, bool]: ...
+        self,
+        model: str,
+        draft: ModelVersionDraft,
+        created_by: str,
+        event_data: dict[str, Any],
+    ) -> tuple[ModelVersion | None, bool]:
+        """Also records the `model_version.created` event (event_data + model, version)."""
 
     async def save(
         self, version: ModelVersion, *, tags_changed: bool, signature_changed: bool

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
 
+from modelreg_common.context import current_call, current_principal
 from modelreg_common.filters import Field, FieldType, MapField
+from modelreg_common.outbox import NOTIFY_CHANNEL
 from modelreg_common.page_tokens import PageTokens
+from modelreg_common.telemetry import inject_trace_context
 from modelreg_metadata.domain.models import (
     ListQuery,
     ModelVersion,
@@ -172,11 +176,20 @@ class ModelVersions:
         return None if row is None else to_version(row)
 
     async def create(
-        self, model: str, draft: ModelVersionDraft, created_by: str
+        self,
+        model: str,
+        draft: ModelVersionDraft,
+        created_by: str,
+        event_data: dict[str, Any],
     ) -> tuple[ModelVersion | None, bool]:
         """Allocates the next number and inserts the version in one statement: the counter's
         row lock serialises creates of one model, and a rollback returns the number. Returns
-        (None, _) when the model does not exist, and whether the source run exists."""
+        (None, _) when the model does not exist, and whether the source run exists.
+
+        The `model_version.created` outbox row (with `event_data` plus model and version) is
+        written by the same statement: the model's row lock is held until commit, so every
+        round trip saved after the UPDATE is throughput on a busy model."""
+        call = current_call()
         kinds, names, types = _signature_rows(draft.signature)
         run_parts = draft.run.split("/")
         experiment, run_id = (run_parts[1], run_parts[3]) if draft.run else ("", "")
@@ -203,8 +216,18 @@ class ModelVersions:
                 SELECT v.run, 'models/' || v.model_name || '/versions/' || v.version, 'OUTPUT'
                 FROM v WHERE v.run <> ''
                 ON CONFLICT DO NOTHING
+            ), o AS (
+                INSERT INTO outbox (id, type, subject, actor, request_id, data, trace_context)
+                SELECT $17, 'model_version.created',
+                    'models/' || v.model_name || '/versions/' || v.version, $18, $19,
+                    $20::jsonb || jsonb_build_object(
+                        'model', 'models/' || v.model_name, 'version', v.version),
+                    $21
+                FROM v
+            ), n AS (
+                SELECT pg_notify($22, current_schema()) FROM v
             )
-            SELECT {_COLUMNS},
+            SELECT {_COLUMNS}, (SELECT count(*) FROM n) AS notified,
                 ($2 = '' OR EXISTS (SELECT 1 FROM runs r
                     WHERE r.experiment_name = $15 AND r.run_id = $16)) AS run_exists
             FROM v
@@ -225,6 +248,12 @@ class ModelVersions:
             types,
             experiment,
             run_id,
+            uuid.uuid4(),
+            current_principal().subject,
+            call.request_id if call is not None else "",
+            event_data,
+            inject_trace_context(),
+            NOTIFY_CHANNEL,
         )
         if row is None:
             return None, True
