@@ -14,16 +14,22 @@ import pytest
 
 from e2e.journey.serving import serve
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "client.md"
+ROOT = Path(__file__).resolve().parents[3]
+DOC = ROOT / "docs" / "client.md"
+README = ROOT / "README.md"
 
 
-def walkthrough() -> str:
-    text = DOC.read_text()
+def walkthrough(doc: Path = DOC) -> str:
+    text = doc.read_text()
     block = re.search(
         r"<!-- walkthrough:start -->\s*```sh\n(.*?)```\s*<!-- walkthrough:end -->", text, re.S
     )
-    assert block is not None, "docs/client.md lost its walkthrough block"
+    assert block is not None, f"{doc.name} lost its walkthrough block"
     return block.group(1)
+
+
+def test_readme_walkthrough_is_the_tested_one() -> None:
+    assert walkthrough(README) == walkthrough(DOC)
 
 
 @pytest.fixture
