@@ -29,6 +29,7 @@ from modelreg_common.logs import get_logger
 from modelreg_common.metrics import RpcMetrics
 from modelreg_common.migrations import Migration, load_migrations, migrate_dsn
 from modelreg_common.page_tokens import PageTokens
+from modelreg_common.relay import OutboxRelay
 from modelreg_common.settings import Settings
 from modelreg_common.telemetry import Telemetry
 
@@ -134,6 +135,7 @@ class RegistryServer:
         self.port = 0
         self.health = health.aio.HealthServicer()
         self.components: list[ServiceComponent] = []
+        self.relays: list[OutboxRelay] = []
         self._pools: list[asyncpg.Pool[Any]] = []
         self._server: aio.Server | None = None
         self._peers = Peers(
@@ -201,6 +203,8 @@ class RegistryServer:
             component = await spec.create(runtime)
             component.register(server)
             self.components.append(component)
+            if self.settings.relay_enabled:
+                self.relays.append(OutboxRelay.for_service(runtime, spec.schema, spec.name))
             names.extend(component.service_names)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -216,6 +220,8 @@ class RegistryServer:
         await server.start()
         for component in self.components:
             await component.start()
+        for relay in self.relays:
+            await relay.start()
         if self.settings.metrics_listen:
             self.metrics.serve(self.settings.metrics_listen)
         for name in ["", *names]:
@@ -230,6 +236,8 @@ class RegistryServer:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         await server.stop(grace)
+        for relay in self.relays:
+            await relay.stop()
         for component in reversed(self.components):
             await component.stop()
         await self._peers.close()

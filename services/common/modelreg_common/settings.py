@@ -74,3 +74,4 @@ class Settings(BaseSettings):
     tls: TlsSettings = TlsSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     peers: PeerSettings = PeerSettings()
+    relay_enabled: bool = True

@@ -12,6 +12,7 @@ SERVICES: dict[str, str] = {
     "metadata": "modelreg_metadata.app:SPEC",
     "lifecycle": "modelreg_lifecycle.app:SPEC",
     "artifact": "modelreg_artifact.app:SPEC",
+    "events": "modelreg_events.app:SPEC",
 }
 
 

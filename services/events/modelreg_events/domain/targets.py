@@ -32,16 +32,14 @@ def refusal(address: str, *, allow_private: bool) -> str | None:
         ip = ip.ipv4_mapped
     if ip in _METADATA_ADDRESSES:
         return f"{ip} is a cloud metadata address"
-    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+    if ip.is_unspecified or ip.is_multicast:
         return f"{ip} is not a unicast address"
-    if allow_private:
-        return None
     if ip.is_loopback:
-        return f"{ip} is a loopback address"
+        return None if allow_private else f"{ip} is a loopback address"
     if ip.is_link_local:
-        return f"{ip} is a link-local address"
-    if ip.is_private or not ip.is_global:
-        return f"{ip} is a private address"
+        return None if allow_private else f"{ip} is a link-local address"
+    if ip.is_private or ip.is_reserved or not ip.is_global:
+        return None if allow_private else f"{ip} is a private address"
     return None
 
 

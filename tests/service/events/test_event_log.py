@@ -1,0 +1,271 @@
+"""The event log over a real channel: publish (idempotent), list with filters and pages,
+get, Subscribe with resume, and the outbox relay from a producing service."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+import pytest
+from grpc import aio
+
+from modelreg.events.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
+from modelreg_common.relay import OutboxRelay
+from modelreg_events.app import spec_with
+from modelreg_events.settings import EventsSettings
+from service.events.kit import PRODUCER_SPEC, emit
+from testkit import error_details, make_settings
+
+SPEC = spec_with(EventsSettings(allow_private_targets=True, poll_interval_seconds=0.5))
+
+
+def ev(subject: str, type_: str = "model_version.created", **data: object) -> event_pb2.Event:
+    e = event_pb2.Event(id=str(uuid.uuid4()), type=type_, subject=subject, actor="alice")
+    e.data.update(data)
+    return e
+
+
+async def publish(
+    stub: event_service_pb2_grpc.EventServiceStub, *events: event_pb2.Event
+) -> list[int]:
+    reply = await stub.PublishEvents(
+        event_service_pb2.PublishEventsRequest(source="metadata", events=list(events))
+    )
+    return list(reply.sequences)
+
+
+@pytest.fixture
+async def stub(start_server) -> event_service_pb2_grpc.EventServiceStub:
+    server = await start_server([SPEC], settings=make_settings(relay_enabled=False))
+    channel = aio.insecure_channel(server.address)
+    return event_service_pb2_grpc.EventServiceStub(channel)
+
+
+async def test_publish_is_idempotent_on_event_id(stub) -> None:
+    a, b = ev("models/a/versions/1"), ev("models/a/versions/2")
+    first = await publish(stub, a, b)
+    assert first[1] == first[0] + 1
+    again = await stub.PublishEvents(
+        event_service_pb2.PublishEventsRequest(source="metadata", events=[a, b])
+    )
+    assert list(again.sequences) == [0, 0]
+    assert again.duplicate_count == 2
+    listed = await stub.ListEvents(event_service_pb2.ListEventsRequest())
+    assert [e.id for e in listed.events] == [a.id, b.id]
+    got = await stub.GetEvent(event_service_pb2.GetEventRequest(name=f"events/{a.id}"))
+    assert got.event.sequence == first[0]
+    assert got.event.source == "metadata"
+    assert got.event.actor == "alice"
+    assert got.event.name == f"events/{a.id}"
+
+
+async def test_list_filters_and_pages(stub) -> None:
+    await publish(
+        stub,
+        ev("models/fraud/versions/1"),
+        ev("models/fraud/versions/2", "model_version.alias_set"),
+        ev("models/fraudster/versions/1"),
+        ev("models/churn/versions/1"),
+    )
+
+    async def names(flt: str, page_size: int = 0) -> list[str]:
+        out, token = [], ""
+        while True:
+            reply = await stub.ListEvents(
+                event_service_pb2.ListEventsRequest(
+                    filter=flt, page_size=page_size, page_token=token
+                )
+            )
+            out += [e.subject for e in reply.events]
+            token = reply.next_page_token
+            if not token:
+                return out
+
+    assert await names('subject = "models/fraud/*"') == [
+        "models/fraud/versions/1",
+        "models/fraud/versions/2",
+    ]
+    assert await names('type = "model_version.alias_set"') == ["models/fraud/versions/2"]
+    assert await names('subject = models/churn/versions/1 AND actor = "alice"') == [
+        "models/churn/versions/1"
+    ]
+    assert await names('actor = "bob"') == []
+    assert len(await names("", page_size=1)) == 4
+    assert await names('time >= "2000-01-01T00:00:00Z" AND sequence > 3') == [
+        "models/churn/versions/1"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flt", "why"),
+    [
+        ('type = "model_version.exploded"', "unknown event type"),
+        ('colour = "red"', "unknown field"),
+        ('time > "yesterday"', "RFC 3339"),
+        ("type = ", "expected"),
+        ('type = "run.created" OR type = "run.updated"', "expected AND"),
+        ('subject > "a"', "supports only"),
+    ],
+)
+async def test_bad_filter_is_invalid_argument_naming_filter(stub, flt: str, why: str) -> None:
+    for call in (stub.ListEvents(event_service_pb2.ListEventsRequest(filter=flt)),):
+        with pytest.raises(aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        reason, _, violations = error_details(err.value)
+        assert reason == "INVALID_FIELD"
+        assert violations[0][0] == "filter"
+        assert why in violations[0][1]
+    stream = stub.Subscribe(event_service_pb2.SubscribeRequest(filter=flt))
+    with pytest.raises(aio.AioRpcError) as err:
+        await stream.read()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(err.value)[2][0][0] == "filter"
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (event_service_pb2.ListEventsRequest(page_size=-1), "page_size"),
+        (event_service_pb2.ListEventsRequest(page_token="garbage"), "page_token"),
+        (event_service_pb2.ListEventsRequest(order_by="time"), "order_by"),
+    ],
+)
+async def test_bad_list_arguments(stub, request_, field: str) -> None:
+    with pytest.raises(aio.AioRpcError) as err:
+        await stub.ListEvents(request_)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(err.value)[0] == "INVALID_FIELD"
+    assert error_details(err.value)[2][0][0] == field
+
+
+async def test_bad_publish_and_get(stub) -> None:
+    bad = [
+        (event_pb2.Event(id="nope", type="run.created", subject="x"), "events[0].id"),
+        (event_pb2.Event(id=str(uuid.uuid4()), type="Bad", subject="x"), "events[0].type"),
+        (event_pb2.Event(id=str(uuid.uuid4()), type="run.created"), "events[0].subject"),
+    ]
+    for event, field in bad:
+        with pytest.raises(aio.AioRpcError) as err:
+            await stub.PublishEvents(
+                event_service_pb2.PublishEventsRequest(source="x", events=[event])
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_details(err.value)[2][0][0] == field
+    with pytest.raises(aio.AioRpcError) as err:
+        await stub.GetEvent(event_service_pb2.GetEventRequest(name="events/xyz"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(aio.AioRpcError) as err:
+        await stub.GetEvent(event_service_pb2.GetEventRequest(name=f"events/{uuid.uuid4()}"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_details(err.value)[0] == "RESOURCE_NOT_FOUND"
+
+
+async def read(stream, n: int) -> list[event_pb2.Event]:
+    out = []
+    async with asyncio.timeout(10):
+        while len(out) < n:
+            out.append((await stream.read()).event)
+    return out
+
+
+async def test_subscribe_resumes_after_a_sequence_missing_nothing(stub) -> None:
+    seqs = await publish(stub, *(ev(f"models/m/versions/{i}") for i in range(1, 6)))
+    stream = stub.Subscribe(event_service_pb2.SubscribeRequest(after_sequence=seqs[1]))
+    got = await read(stream, 3)
+    assert [e.sequence for e in got] == seqs[2:]
+    live = await publish(stub, ev("models/m/versions/6"), ev("models/m/versions/7"))
+    got = await read(stream, 2)
+    assert [e.sequence for e in got] == live
+    stream.cancel()
+    # Resume from the last one acknowledged: the rest, once, in order.
+    later = await publish(stub, ev("models/m/versions/8"))
+    stream = stub.Subscribe(event_service_pb2.SubscribeRequest(after_sequence=live[0]))
+    got = await read(stream, 2)
+    assert [e.sequence for e in got] == [live[1], later[0]]
+    stream.cancel()
+
+
+async def test_subscribe_from_now_with_filter_skips_the_past_and_others(stub) -> None:
+    await publish(stub, ev("models/a/versions/1"))
+    stream = stub.Subscribe(
+        event_service_pb2.SubscribeRequest(
+            from_now=True, filter='subject = "models/b/*" AND type = "model_version.created"'
+        )
+    )
+    # A concurrent burst of unrelated events, then the one we want.
+    await asyncio.gather(*(publish(stub, ev(f"models/a/versions/{i}")) for i in range(2, 30)))
+    wanted = await publish(stub, ev("models/b/versions/1"))
+    got = await read(stream, 1)
+    assert [e.sequence for e in got] == wanted
+    stream.cancel()
+
+
+async def test_concurrent_publishers_never_leave_a_subscriber_behind(stub) -> None:
+    stream = stub.Subscribe(event_service_pb2.SubscribeRequest(from_now=True))
+    batches = await asyncio.gather(
+        *(publish(stub, *(ev(f"models/c{j}/versions/{i}") for i in range(5))) for j in range(20))
+    )
+    expected = sorted(s for batch in batches for s in batch)
+    got = await read(stream, len(expected))
+    assert [e.sequence for e in got] == expected
+    stream.cancel()
+
+
+async def test_relay_ships_outbox_rows_in_order_and_catches_up(start_server) -> None:
+    # The producer runs with its relay off: rows pile up as if the events service were down.
+    producer = await start_server([PRODUCER_SPEC], settings=make_settings(relay_enabled=False))
+    events_server = await start_server([SPEC], settings=make_settings(relay_enabled=False))
+    pchannel = aio.insecure_channel(producer.address)
+    ids = await emit(pchannel, "models/r", 3, same_subject=True)
+    ids += await emit(pchannel, "models/s", 2)
+    # Events service unreachable: the relay fails and rolls back, nothing is marked sent.
+    dead = aio.insecure_channel("127.0.0.1:1")
+    relay = OutboxRelay(
+        pool=producer._pools[0],
+        dsn=producer.dsn,
+        schema="producer",
+        source="producer",
+        channel=lambda: dead,
+        timeout=0.5,
+    )
+    with pytest.raises(grpc.RpcError):
+        await relay.run_once()
+    assert (
+        await producer._pools[0].fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 5
+    )
+    live = aio.insecure_channel(events_server.address)
+    relay = OutboxRelay(
+        pool=producer._pools[0],
+        dsn=producer.dsn,
+        schema="producer",
+        source="producer",
+        channel=lambda: live,
+        timeout=5,
+    )
+    assert await relay.drain() == 5
+    assert await relay.run_once() == 0
+    stub = event_service_pb2_grpc.EventServiceStub(live)
+    listed = await stub.ListEvents(event_service_pb2.ListEventsRequest())
+    assert [e.id for e in listed.events] == ids
+    assert {e.source for e in listed.events} == {"producer"}
+    # Re-shipping (a relay that died before marking) records nothing twice.
+    await producer._pools[0].execute("UPDATE outbox SET sent_at = NULL")
+    assert await relay.drain() == 5
+    listed = await stub.ListEvents(event_service_pb2.ListEventsRequest())
+    assert len(listed.events) == 5
+
+
+async def test_running_relay_wakes_on_notify(start_server) -> None:
+    server = await start_server([SPEC, PRODUCER_SPEC])
+    channel = aio.insecure_channel(server.address)
+    stub = event_service_pb2_grpc.EventServiceStub(channel)
+    stream = stub.Subscribe(
+        event_service_pb2.SubscribeRequest(from_now=True, filter='source = "producer"')
+    )
+    await asyncio.sleep(0)
+    ids = await emit(channel, "models/live", 3)
+    got = await read(stream, 3)
+    assert [e.id for e in got] == ids
+    stream.cancel()
