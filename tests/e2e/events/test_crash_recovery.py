@@ -233,5 +233,5 @@ def _received(request: web.Request, body: bytes):  # type: ignore[no-untyped-def
 
 async def _wait(predicate) -> None:  # type: ignore[no-untyped-def]
     # Polling state that another process changes; no event to await across processes.
-    while not predicate():
+    while not predicate():  # noqa: ASYNC110 - the state changes in another process
         await asyncio.sleep(0.05)
