@@ -22,7 +22,13 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from w1_versions import Server, environment, run_load, serve, summary_ms
+from w1_versions import (  # type: ignore[import-not-found]
+    Server,
+    environment,
+    run_load,
+    serve,
+    summary_ms,
+)
 
 from modelreg.metadata.v1 import model_version_pb2 as mv
 from modelreg.metadata.v1 import model_version_service_pb2 as mvs

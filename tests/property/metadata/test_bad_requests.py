@@ -89,7 +89,7 @@ async def test_random_requests_never_internal(start_server: Any) -> None:
             rms.CreateRegisteredModelRequest(registered_model_id="m")
         )
         await md.versions.CreateModelVersion(mvs.CreateModelVersionRequest(parent="models/m"))
-        calls: list[Callable[[], Awaitable[Any]]] = []
+        calls: list[Any] = []
         for name in examples(NAMES, 60):
             calls.append(
                 lambda n=name: md.versions.GetModelVersion(mvs.GetModelVersionRequest(name=n))
@@ -120,7 +120,7 @@ async def test_random_requests_never_internal(start_server: Any) -> None:
                 )
             )
         fields = st.builds(
-            lambda n, t, shape: sig.SignatureField(name=n, type=t, shape=shape),  # type: ignore[arg-type]
+            lambda n, t, shape: sig.SignatureField(name=n, type=t, shape=shape),
             TEXT,
             st.integers(-3, 20),
             st.lists(st.integers(-5, 2**40), max_size=3),
@@ -163,12 +163,12 @@ async def test_random_requests_never_internal(start_server: Any) -> None:
             calls.append(
                 lambda k=key, t=typ: md.lineage.CreateLineageEdges(
                     lns.CreateLineageEdgesRequest(
-                        nodes=[ln.LineageNode(name=f"deployments/{k}", type=t)],  # type: ignore[arg-type]
+                        nodes=[ln.LineageNode(name=f"deployments/{k}", type=t)],
                         edges=[
                             ln.LineageEdge(
                                 source="models/m/versions/1", target=f"deployments/{k}", type=t
                             )
-                        ],  # type: ignore[arg-type]
+                        ],
                     )
                 )
             )

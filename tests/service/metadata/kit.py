@@ -24,11 +24,11 @@ from testkit import error_details
 class Stubs:
     channel: aio.Channel
     server: RegistryServer
-    experiments: experiment_service_pb2_grpc.ExperimentServiceStub
-    runs: run_service_pb2_grpc.RunServiceStub
-    models: registered_model_service_pb2_grpc.RegisteredModelServiceStub
-    versions: model_version_service_pb2_grpc.ModelVersionServiceStub
-    lineage: lineage_service_pb2_grpc.LineageServiceStub
+    experiments: experiment_service_pb2_grpc.ExperimentServiceAsyncStub
+    runs: run_service_pb2_grpc.RunServiceAsyncStub
+    models: registered_model_service_pb2_grpc.RegisteredModelServiceAsyncStub
+    versions: model_version_service_pb2_grpc.ModelVersionServiceAsyncStub
+    lineage: lineage_service_pb2_grpc.LineageServiceAsyncStub
 
 
 def stubs_for(channel: aio.Channel, server: RegistryServer) -> Stubs:
