@@ -81,7 +81,7 @@ async def test_search_filters_and_pages_without_duplicates(md: Stubs) -> None:
     assert negated == ["models/m-0/versions/2", "models/m-0/versions/5"]
     by_sig = await scan(md, "signature.inputs.x = INT64 AND name = m-3")
     assert by_sig == [f"models/m-3/versions/{j}" for j in (2, 4, 6)]
-    states = await scan(md, "state = PENDING_REGISTRATION AND name = m-0")
+    states = await scan(md, "status = PENDING_REGISTRATION AND name = m-0 AND run_id = ''")
     assert len(states) == 6
     assert await scan(md, "tags.nothing IS NOT NULL") == []
 

@@ -53,7 +53,15 @@ LISTING = Listing(
             enum_values={s.value: s.value for s in VersionState}
             | {f"MODEL_VERSION_STATE_{s.value}": s.value for s in VersionState},
         ),
+        "status": Field(
+            "v.state",
+            FieldType.ENUM,
+            enum_values={s.value: s.value for s in VersionState}
+            | {f"MODEL_VERSION_STATE_{s.value}": s.value for s in VersionState},
+        ),
         "run": Field("v.run"),
+        # The {run} id of the source run's name (experiments/{e}/runs/{run}).
+        "run_id": Field("split_part(v.run, '/', 4)"),
         "source": Field("v.source"),
         "description": Field("v.description"),
         "model_format": Field("v.model_format"),
