@@ -197,28 +197,34 @@ class OutboxRelay:
         """Ship one batch; the number of rows marked sent. Raises if the events service
         cannot be reached (the claim is rolled back)."""
         async with self._pool.acquire() as conn, conn.transaction():
+            # The only write here is `sent_at`. Losing it in a crash re-ships rows the log
+            # already holds (deduplicated by id), so it need not wait for a WAL flush: that
+            # keeps an fsync out of every relay round.
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            # Rows skipped as locked belong to another relay; a later row of the same subject
+            # must wait for it (`blocked`), or the subject's events would be reordered.
             rows = await conn.fetch(
-                "SELECT seq, id, type, subject, actor, request_id, data, trace_context,"
-                " occurred_at FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1"
-                " FOR UPDATE SKIP LOCKED",
+                """
+                WITH claimed AS (
+                    SELECT seq, id, type, subject, actor, request_id, data, trace_context,
+                           occurred_at
+                    FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1
+                    FOR UPDATE SKIP LOCKED
+                )
+                SELECT c.*, EXISTS (
+                    SELECT 1 FROM outbox o
+                    WHERE o.sent_at IS NULL AND o.subject = c.subject AND o.seq < c.seq
+                      AND o.seq NOT IN (SELECT seq FROM claimed)
+                ) AS blocked
+                FROM claimed c ORDER BY c.seq
+                """,
                 self._batch_size,
             )
             if not rows:
                 return 0
-            # Rows skipped as locked belong to another relay; a later row of the same
-            # subject must wait for it, or the subject's events would be reordered.
-            held = await conn.fetch(
-                "SELECT DISTINCT subject FROM outbox WHERE sent_at IS NULL"
-                " AND subject = any($1::text[]) AND seq < $2 AND NOT (seq = any($3::bigint[]))",
-                list({r["subject"] for r in rows}),
-                rows[-1]["seq"],
-                [r["seq"] for r in rows],
-            )
-            blocked = {r["subject"] for r in held}
-            if blocked:
-                rows = [r for r in rows if r["subject"] not in blocked]
-                if not rows:
-                    return 0
+            rows = [r for r in rows if not r["blocked"]]
+            if not rows:
+                return 0
             stub = event_service_pb2_grpc.EventServiceStub(self._channel())
             await stub.PublishEvents(
                 event_service_pb2.PublishEventsRequest(

@@ -280,6 +280,9 @@ class WebhookStore:
         HTTP call: the lease (next_attempt_at pushed forward) is the claim, so a worker that
         dies mid-attempt hands the row back when the lease runs out."""
         async with self._pool.acquire() as conn, conn.transaction():
+            # A lease lost in a crash only means the delivery is attempted again (at least
+            # once anyway), so the claim need not wait for a WAL flush.
+            await conn.execute("SET LOCAL synchronous_commit = off")
             rows = await conn.fetch(
                 f"""
                 WITH due AS (
