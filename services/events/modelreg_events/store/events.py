@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from modelreg_common import filters as grammar
 from modelreg_events.domain.filters import EventFilter
 from modelreg_events.domain.models import EventRecord, NewEvent
 
@@ -26,15 +27,15 @@ _COLUMNS = (
     " occurred_at, published_at"
 )
 
-_SQL_OP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-_COLUMN = {
-    "type": "type",
-    "subject": "subject",
-    "actor": "actor",
-    "source": "source",
-    "request_id": "request_id",
-    "time": "occurred_at",
-    "sequence": "sequence",
+# The filterable fields; SQL written here, never taken from the filter text.
+EVENT_FIELDS: grammar.Fields = {
+    "type": grammar.Field("type"),
+    "subject": grammar.Field("subject"),
+    "actor": grammar.Field("actor"),
+    "source": grammar.Field("source"),
+    "request_id": grammar.Field("request_id"),
+    "time": grammar.Field("occurred_at", grammar.FieldType.TIMESTAMP),
+    "sequence": grammar.Field("sequence", grammar.FieldType.INTEGER),
 }
 
 
@@ -54,20 +55,10 @@ def record(row: asyncpg.Record) -> EventRecord:
     )
 
 
-def compile_filter(flt: EventFilter, params: list[Any]) -> list[str]:
-    """WHERE clauses for `flt`, appending their values to `params`."""
-    clauses: list[str] = []
-    for c in flt.conditions:
-        column = _COLUMN[c.field]
-        if c.op == "prefix":
-            assert isinstance(c.value, str)
-            escaped = c.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params.append(escaped + "%")
-            clauses.append(f"{column} LIKE ${len(params)}")
-        else:
-            params.append(c.value)
-            clauses.append(f"{column} {_SQL_OP[c.op]} ${len(params)}")
-    return clauses
+def compile_filter(flt: EventFilter, params: grammar.SqlParams) -> str:
+    """An SQL condition for `flt` (InvalidArgument on `filter` for an unknown field or a
+    value of the wrong type); its values go to `params`."""
+    return grammar.compile_filter(flt.node, EVENT_FIELDS, params)
 
 
 class EventStore:
@@ -140,17 +131,15 @@ class EventStore:
     async def page(
         self, flt: EventFilter, *, after: int | None, limit: int, descending: bool = False
     ) -> list[EventRecord]:
-        params: list[Any] = []
-        clauses = compile_filter(flt, params)
+        params = grammar.SqlParams()
+        clauses = [compile_filter(flt, params)]
         if after is not None:
-            params.append(after)
-            clauses.append(f"sequence {'<' if descending else '>'} ${len(params)}")
-        params.append(limit)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            clauses.append(f"sequence {'<' if descending else '>'} {params.add(after)}")
+        limit_param = params.add(limit)
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM events {where}"
-            f" ORDER BY sequence {'DESC' if descending else 'ASC'} LIMIT ${len(params)}",
-            *params,
+            f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)}"
+            f" ORDER BY sequence {'DESC' if descending else 'ASC'} LIMIT {limit_param}",
+            *params.values,
         )
         return [record(r) for r in rows]
 
