@@ -32,7 +32,6 @@ class DeliveryWorkers:
         self._sender = sender
         self._notifier = notifier
         self._settings = settings
-        self._slots = asyncio.Semaphore(settings.delivery_workers)
         self._inflight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
