@@ -291,3 +291,20 @@ async def test_crud_etag_rotation_and_test(start_server, receiver: Receiver) -> 
         await api.hooks.GetWebhook(webhook_service_pb2.GetWebhookRequest(name="hooks/x"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_details(err.value)[2][0][0] == "name"
+
+
+async def test_create_with_request_id_replays_the_first_response(start_server) -> None:
+    api = await api_for(start_server)
+    request = webhook_service_pb2.CreateWebhookRequest(
+        webhook=webhook_pb2.Webhook(url="http://127.0.0.1:9/x"), request_id=str(uuid.uuid4())
+    )
+    first = await api.hooks.CreateWebhook(request)
+    again = await api.hooks.CreateWebhook(request)
+    assert again == first
+    listed = await api.hooks.ListWebhooks(webhook_service_pb2.ListWebhooksRequest())
+    assert len(listed.webhooks) == 1
+    request.webhook.description = "something else"
+    with pytest.raises(aio.AioRpcError) as err:
+        await api.hooks.CreateWebhook(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(err.value)[2][0][0] == "request_id"

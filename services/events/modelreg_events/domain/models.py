@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -65,6 +66,17 @@ class Webhook:
     @property
     def etag(self) -> str:
         return f'"{self.revision}"'
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """AIP-155 for a create: the saved response is `render(webhook, secret)`, written in the
+    create's own transaction; a replay with the same request gets those bytes back."""
+
+    request_id: str
+    method: str
+    digest: bytes
+    render: Callable[[Webhook, str], bytes]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from modelreg_events.domain.models import (
     DeliveryJob,
     DeliveryState,
     EventRecord,
+    Idempotency,
     NewEvent,
     SendResult,
     Webhook,
@@ -38,7 +39,14 @@ class Wakeups(Protocol):
 
 
 class WebhookRepository(Protocol):
-    async def create(self, webhook: Webhook, secret: str, *, max_webhooks: int) -> Webhook: ...
+    async def create(
+        self,
+        webhook: Webhook,
+        secret: str,
+        *,
+        max_webhooks: int,
+        idempotency: Idempotency | None = None,
+    ) -> Webhook | bytes: ...
     async def get(self, webhook_id: str) -> Webhook: ...
     async def list_webhooks(self, *, after: str | None, limit: int) -> list[Webhook]: ...
     async def update(self, patch: WebhookPatch, *, etag: str | None) -> Webhook: ...

@@ -17,6 +17,7 @@ from modelreg_events.domain.models import (
     Delivery,
     DeliveryState,
     EventRecord,
+    Idempotency,
     SendResult,
     Webhook,
     WebhookPatch,
@@ -100,7 +101,10 @@ class WebhooksService:
         state: WebhookState,
         description: str,
         now: datetime,
-    ) -> tuple[Webhook, str]:
+        idempotency: Idempotency | None = None,
+    ) -> tuple[Webhook, str] | bytes:
+        """The new webhook and its secret, or the saved response of an earlier identical
+        request (`idempotency`)."""
         draft = Webhook(
             id=check_webhook_id(webhook_id, "webhook_id") if webhook_id else uuid.uuid4().hex,
             url=self.check_url(url, "webhook.url"),
@@ -113,7 +117,10 @@ class WebhooksService:
             updated_at=now,
         )
         secret = new_secret()
-        return await self._repo.create(draft, secret, max_webhooks=self._max_webhooks), secret
+        created = await self._repo.create(
+            draft, secret, max_webhooks=self._max_webhooks, idempotency=idempotency
+        )
+        return created if isinstance(created, bytes) else (created, secret)
 
     async def get(self, webhook_id: str) -> Webhook:
         return await self._repo.get(webhook_id)

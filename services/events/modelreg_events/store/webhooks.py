@@ -8,12 +8,14 @@ from typing import Any
 
 import asyncpg
 
-from modelreg_common.errors import AlreadyExists, EtagMismatch, LimitExceeded, NotFound
+from modelreg_common import idempotency as idempotency_keys
+from modelreg_common.errors import Aborted, AlreadyExists, EtagMismatch, LimitExceeded, NotFound
 from modelreg_events.domain.models import (
     Attempt,
     Delivery,
     DeliveryJob,
     DeliveryState,
+    Idempotency,
     SendResult,
     Webhook,
     WebhookPatch,
@@ -77,8 +79,21 @@ class WebhookStore:
 
     # -- webhooks ------------------------------------------------------------------------
 
-    async def create(self, webhook: Webhook, secret: str, *, max_webhooks: int) -> Webhook:
+    async def create(
+        self,
+        webhook: Webhook,
+        secret: str,
+        *,
+        max_webhooks: int,
+        idempotency: Idempotency | None = None,
+    ) -> Webhook | bytes:
         async with self._pool.acquire() as conn, conn.transaction():
+            if idempotency is not None:
+                saved = await idempotency_keys.lookup(
+                    conn, idempotency.request_id, idempotency.method, idempotency.digest
+                )
+                if saved is not None:
+                    return saved
             count = await conn.fetchval("SELECT count(*) FROM webhooks")
             if count >= max_webhooks:
                 raise LimitExceeded(
@@ -102,8 +117,23 @@ class WebhookStore:
                 )
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(webhook.name, kind="webhook") from None
-        assert row is not None
-        return _webhook(row)
+            assert row is not None
+            created = _webhook(row)
+            if idempotency is not None:
+                try:
+                    await idempotency_keys.save(
+                        conn,
+                        idempotency.request_id,
+                        idempotency.method,
+                        idempotency.digest,
+                        idempotency.render(created, secret),
+                    )
+                except asyncpg.UniqueViolationError:
+                    raise Aborted(
+                        "a concurrent request with the same request_id won; retry to get its "
+                        "response"
+                    ) from None
+        return created
 
     async def get(self, webhook_id: str) -> Webhook:
         row = await self._pool.fetchrow(

@@ -17,10 +17,17 @@ from modelreg.events.v1 import (
 )
 from modelreg_common.context import current_principal
 from modelreg_common.errors import InvalidArgument
+from modelreg_common.idempotency import request_hash
 from modelreg_common.page_tokens import PageTokens, fingerprint, page_size
 from modelreg_events.domain.events import EventsService, parse_event_name
 from modelreg_events.domain.filters import parse_filter
-from modelreg_events.domain.models import DeliveryState, EventRecord, WebhookPatch
+from modelreg_events.domain.models import (
+    DeliveryState,
+    EventRecord,
+    Idempotency,
+    Webhook,
+    WebhookPatch,
+)
 from modelreg_events.domain.webhooks import UPDATABLE, WebhooksService, parse_webhook_name
 from modelreg_events.transport import convert
 
@@ -103,7 +110,23 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: webhook_service_pb2.CreateWebhookRequest, context: Context
     ) -> webhook_service_pb2.CreateWebhookResponse:
         w = request.webhook
-        webhook, secret = await self._service.create(
+        idempotency = None
+        if request.request_id:
+            if len(request.request_id) > 128:
+                raise InvalidArgument("request_id", "at most 128 characters")
+
+            def render(webhook: Webhook, secret: str) -> bytes:
+                return webhook_service_pb2.CreateWebhookResponse(
+                    webhook=convert.webhook_to_proto(webhook), secret=secret
+                ).SerializeToString()
+
+            idempotency = Idempotency(
+                request.request_id,
+                "CreateWebhook",
+                request_hash(request.SerializeToString(deterministic=True)),
+                render,
+            )
+        created = await self._service.create(
             webhook_id=request.webhook_id,
             url=w.url,
             event_types=list(w.event_types),
@@ -111,7 +134,11 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
             state=convert.webhook_state(w.state, "webhook.state"),
             description=w.description,
             now=datetime.now(UTC),
+            idempotency=idempotency,
         )
+        if isinstance(created, bytes):
+            return webhook_service_pb2.CreateWebhookResponse.FromString(created)
+        webhook, secret = created
         return webhook_service_pb2.CreateWebhookResponse(
             webhook=convert.webhook_to_proto(webhook), secret=secret
         )
