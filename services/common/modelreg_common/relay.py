@@ -31,6 +31,7 @@ from grpc import aio
 from modelreg.events.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
 from modelreg_common.logs import get_logger
 from modelreg_common.outbox import NOTIFY_CHANNEL
+from modelreg_common.waits import wait_event
 
 if TYPE_CHECKING:
     from modelreg_common.server import ServiceRuntime
@@ -278,5 +279,4 @@ class OutboxRelay:
                 continue
             if shipped:
                 log.debug("outbox.relayed", schema=self._schema, count=shipped)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await wait_event(self._wake, self._poll_interval)

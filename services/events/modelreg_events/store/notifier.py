@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 
 from modelreg_common.relay import Listener
+from modelreg_common.waits import wait_event
 from modelreg_events.store.events import NOTIFY_CHANNEL
 
 
@@ -49,8 +50,7 @@ class LogNotifier:
         if self.generation != generation:
             return
         event = self._event
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), max_wait)
+        await wait_event(event, max_wait)
 
     async def wait(self, beyond: int, max_wait: float) -> None:
         """Return once a sequence above `beyond` is announced, on any other wake-up (a
@@ -58,5 +58,4 @@ class LogNotifier:
         if self._latest > beyond:
             return
         event = self._event
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), max_wait)
+        await wait_event(event, max_wait)
