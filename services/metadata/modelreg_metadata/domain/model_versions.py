@@ -99,27 +99,41 @@ class ModelVersionService:
         if key is not None:
             check_request_id(v, key.request_id)
         v.raise_if_any()
+        created_by = current_principal().subject
+        event_data = _draft_event_data(draft)
+        if key is None:
+            # One statement, committed on its own: no client round trip happens while the
+            # model's row lock (the version counter) is held.
+            async with self._uow.read() as tx:
+                created, run_exists = await tx.versions.create(
+                    model.model, draft, created_by, event_data
+                )
+            return self._created(parent, draft, created, run_exists)
         async with self._uow.begin() as tx:
-            if key is not None:
-                replayed = await tx.replay(key)
-                if replayed is not None:
-                    name = parse_model_version(replayed)
-                    existing = await tx.versions.get(name.model, name.version)
-                    if existing is None:
-                        raise NotFound(replayed, kind=KIND)
-                    return existing
+            replayed = await tx.replay(key)
+            if replayed is not None:
+                name = parse_model_version(replayed)
+                existing = await tx.versions.get(name.model, name.version)
+                if existing is None:
+                    raise NotFound(replayed, kind=KIND)
+                return existing
             created, run_exists = await tx.versions.create(
-                model.model, draft, current_principal().subject, _draft_event_data(draft)
+                model.model, draft, created_by, event_data
             )
-            if created is None:
-                raise NotFound(parent, kind="registered model")
-            if not run_exists:
-                # Raising rolls the transaction back, number allocation included.
-                raise NotFound(draft.run, kind="run")
-            # The store wrote the model_version.created event in the same statement.
-            if key is not None:
-                await tx.remember(key, created.resource_name)
-            return created
+            version = self._created(parent, draft, created, run_exists)
+            await tx.remember(key, version.resource_name)
+            return version
+
+    @staticmethod
+    def _created(
+        parent: str, draft: ModelVersionDraft, created: ModelVersion | None, run_exists: bool
+    ) -> ModelVersion:
+        # The store wrote the model_version.created event in the same statement.
+        if not run_exists:
+            raise NotFound(draft.run, kind="run")
+        if created is None:
+            raise NotFound(parent, kind="registered model")
+        return created
 
     async def get(self, name: str) -> ModelVersion:
         parsed = parse_model_version(name)

@@ -147,7 +147,7 @@ class UnitOfWork(Protocol):
         """One transaction: committed on exit, rolled back on error."""
 
     def read(self) -> AbstractAsyncContextManager[Tx]:
-        """Reads outside an explicit transaction."""
+        """A connection outside an explicit transaction: each statement commits alone."""
 
 
 class ArtifactPort(Protocol):

@@ -192,7 +192,8 @@ class ModelVersions:
     ) -> tuple[ModelVersion | None, bool]:
         """Allocates the next number and inserts the version in one statement: the counter's
         row lock serialises creates of one model, and a rollback returns the number. Returns
-        (None, _) when the model does not exist, and whether the source run exists.
+        (None, run_exists) when nothing was created: the model or the source run is missing.
+        The statement is complete on its own, so it may run as its own transaction.
 
         The `model_version.created` outbox row (with `event_data` plus model and version) is
         written by the same statement: the model's row lock is held until commit, so every
@@ -205,7 +206,9 @@ class ModelVersions:
             f"""
             WITH m AS (
                 UPDATE registered_models SET last_version = last_version + 1
-                WHERE name = $1 RETURNING id, name, last_version
+                WHERE name = $1 AND ($2 = '' OR EXISTS (SELECT 1 FROM runs r
+                    WHERE r.experiment_name = $15 AND r.run_id = $16))
+                RETURNING id, name, last_version
             ), v AS (
                 INSERT INTO model_versions (model_id, model_name, version, state, run,
                     description, source, model_format, framework, signature, tags, created_by)
@@ -235,10 +238,7 @@ class ModelVersions:
             ), n AS (
                 SELECT pg_notify($22, current_schema()) FROM v
             )
-            SELECT {_COLUMNS}, (SELECT count(*) FROM n) AS notified,
-                ($2 = '' OR EXISTS (SELECT 1 FROM runs r
-                    WHERE r.experiment_name = $15 AND r.run_id = $16)) AS run_exists
-            FROM v
+            SELECT {_COLUMNS}, (SELECT count(*) FROM n) AS notified FROM v
             """,
             model,
             draft.run,
@@ -263,9 +263,17 @@ class ModelVersions:
             inject_trace_context(),
             NOTIFY_CHANNEL,
         )
-        if row is None:
-            return None, True
-        return to_version(row), bool(row["run_exists"])
+        if row is not None:
+            return to_version(row), True
+        # Nothing was written: say why (only on this error path).
+        run_exists = not draft.run or bool(
+            await self._conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE experiment_name = $1 AND run_id = $2)",
+                experiment,
+                run_id,
+            )
+        )
+        return None, run_exists
 
     async def save(
         self, version: ModelVersion, *, tags_changed: bool, signature_changed: bool
