@@ -65,15 +65,55 @@ class ServiceSpec:
         return load_migrations(self.migrations_package, self.name)
 
 
+class _PeerCredentials(
+    aio.UnaryUnaryClientInterceptor,
+    aio.UnaryStreamClientInterceptor,
+    aio.StreamUnaryClientInterceptor,
+    aio.StreamStreamClientInterceptor,
+):
+    """Adds the service's own bearer token to every call it makes to a peer."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: aio.ClientCallDetails) -> aio.ClientCallDetails:
+        metadata = aio.Metadata(*(details.metadata or ()))
+        metadata.add(*self._header)
+        return aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
 class Peers:
-    """Channels to other services; a peer with no configured target is this process."""
+    """Channels to other services; a peer with no configured target is this process.
+
+    Calls carry the service's peer token (`MODELREG_PEERS__TOKEN`) when one is set, so peers
+    accept them in token mode. Channels balance round-robin over every address a target
+    resolves to (a headless Service), rather than sticking to the first.
+    """
 
     def __init__(
         self, settings: Settings, self_target: Callable[[], str], interceptors: Sequence[Any]
     ) -> None:
         self._settings = settings.peers
         self._self_target = self_target
-        self._interceptors = list(interceptors)
+        token = self._settings.token
+        self._interceptors = [
+            *interceptors,
+            *([_PeerCredentials(token.get_secret_value())] if token is not None else []),
+        ]
         self._channels: dict[str, aio.Channel] = {}
 
     @property
@@ -87,7 +127,9 @@ class Peers:
     def channel(self, name: str) -> aio.Channel:
         if name not in self._channels:
             self._channels[name] = aio.insecure_channel(
-                self.target(name), interceptors=self._interceptors or None
+                self.target(name),
+                options=[("grpc.lb_policy_name", "round_robin")],
+                interceptors=self._interceptors or None,
             )
         return self._channels[name]
 
@@ -187,6 +229,15 @@ class RegistryServer:
             ],
         )
         self._server = server
+        # Bind first: services made below may open channels to "this process" (peers with no
+        # configured target), which must know the real port even when listening on port 0.
+        credentials = self._credentials()
+        if credentials is None:
+            self.port = server.add_insecure_port(self.settings.listen)
+        else:
+            self.port = server.add_secure_port(self.settings.listen, credentials)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.listen}")
         names: list[str] = []
         for spec in self.specs:
             pool = await create_pool(
@@ -210,13 +261,6 @@ class RegistryServer:
         reflection.enable_server_reflection(
             [*names, HEALTH_SERVICE, reflection.SERVICE_NAME], server
         )
-        credentials = self._credentials()
-        if credentials is None:
-            self.port = server.add_insecure_port(self.settings.listen)
-        else:
-            self.port = server.add_secure_port(self.settings.listen, credentials)
-        if self.port == 0:
-            raise RuntimeError(f"cannot listen on {self.settings.listen}")
         await server.start()
         for component in self.components:
             await component.start()

@@ -51,6 +51,8 @@ class PeerSettings(BaseModel):
     lifecycle: str = ""
     events: str = ""
     timeout_seconds: float = 5.0
+    # Bearer token this service presents to its peers (needed when they run in token mode).
+    token: SecretStr | None = None
 
 
 class Settings(BaseSettings):

@@ -72,11 +72,9 @@ async def create(
     runtime: ServiceRuntime, settings: LifecycleSettings | None = None
 ) -> LifecycleComponent:
     config = settings or LifecycleSettings()
-    token = config.metadata_token.get_secret_value() if config.metadata_token else None
     catalog = MetadataCatalog(
         lambda: runtime.peers.channel("metadata"),
         timeout=runtime.peers.timeout,
-        token=token,
         attempts=config.metadata_attempts,
         backoff=config.metadata_backoff_seconds,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,9 +16,6 @@ class LifecycleSettings(BaseSettings):
     stages: tuple[str, ...] = ("None", "Staging", "Production", "Archived")
     # Where `archive_existing_versions` sends the versions it displaces.
     archive_stage: str = "Archived"
-    # Bearer token lifecycle presents to the metadata service when auth mode is "token";
-    # unset: peer calls carry no credentials (fine in local mode).
-    metadata_token: SecretStr | None = None
     # Attempts of a metadata call that failed with UNAVAILABLE, with exponential backoff.
     metadata_attempts: int = 4
     metadata_backoff_seconds: float = 0.05

@@ -292,7 +292,7 @@ def test_references_resolve(overlay: str) -> None:
                     secret = find(objects, "Secret", ref["name"])
                     assert secret is not None
                     assert ref["key"] in secret.get("stringData", {}) | secret.get("data", {})
-            if variable["name"].startswith("MODELREG_PEERS__"):
+            if is_peer_target(variable["name"]):
                 host, _, port = variable["value"].rpartition(":")
                 target = find(objects, "Service", host)
                 assert target is not None, variable
@@ -306,6 +306,12 @@ def test_references_resolve(overlay: str) -> None:
                 assert ref["name"] in rendered_secrets | EXTERNAL_SECRETS
 
 
+def is_peer_target(variable: str) -> bool:
+    """MODELREG_PEERS__<SERVICE> names where a peer is; the other PEERS__ settings (token,
+    timeout) are not targets."""
+    return variable.removeprefix("MODELREG_PEERS__").lower() in SERVICES
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_peers_are_exactly_the_services_each_one_calls(overlay: str) -> None:
     objects = resources(overlay)
@@ -315,7 +321,7 @@ def test_peers_are_exactly_the_services_each_one_calls(overlay: str) -> None:
         peers[service_of(deployment)] = {
             v["name"].removeprefix("MODELREG_PEERS__").lower()
             for v in container["env"]
-            if v["name"].startswith("MODELREG_PEERS__")
+            if is_peer_target(v["name"])
         }
     assert peers == CALLS
 

@@ -18,7 +18,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from e2e.multiprocess.cluster import Cluster, start_cluster, stop_cluster
 from e2e.multiprocess.scenario import register, require, upload_and_finalize
 from modelreg.client import AsyncRegistry, UnauthenticatedError
-from modelreg_common.settings import PeerSettings
 from modelreg_server.catalog import SERVICES
 
 pytestmark = pytest.mark.slow
@@ -45,8 +44,7 @@ async def cluster(
     everyone = {
         "MODELREG_AUTH__MODE": "token",
         "MODELREG_AUTH__TOKENS": json.dumps(tokens),
-        "MODELREG_LIFECYCLE_METADATA_TOKEN": PEER_TOKEN,
-        # The runtime's peer credential, once it has one (see the xfail below).
+        # What every service presents to its peers.
         "MODELREG_PEERS__TOKEN": PEER_TOKEN,
     }
     if "events" not in services:
@@ -87,12 +85,6 @@ async def test_probes_need_no_token_and_calls_without_a_valid_one_are_refused(
 
 async def test_cross_service_calls_carry_a_credential(cluster: Cluster) -> None:
     require(cluster, "metadata", "artifact")
-    if "token" not in PeerSettings.model_fields:
-        pytest.xfail(
-            "the runtime's peer channels send no credential: in token mode metadata -> artifact "
-            "SealManifest and every outbox relay -> events PublishEvents are UNAUTHENTICATED "
-            "(a PeerSettings.token, MODELREG_PEERS__TOKEN, attached by Peers would fix both)"
-        )
     async with AsyncRegistry(
         targets=cluster.targets(), target=cluster.target("metadata"), token=TOKEN
     ) as client:

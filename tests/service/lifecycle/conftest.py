@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc import aio
+from pydantic import SecretStr
 
 from modelreg.lifecycle.v1 import (
     alias_service_pb2_grpc,
@@ -34,7 +35,7 @@ from modelreg.metadata.v1 import (
 )
 from modelreg_common.auth import hash_token
 from modelreg_common.server import RegistryServer, ServiceRuntime, ServiceSpec
-from modelreg_common.settings import AuthSettings, TokenEntry
+from modelreg_common.settings import AuthSettings, PeerSettings, TokenEntry
 from modelreg_lifecycle.app import SPEC as LIFECYCLE
 from testkit import make_settings
 
@@ -49,6 +50,7 @@ def token_settings() -> Any:
     # These tests read the lifecycle outbox itself; no relay ships it to an events service.
     return make_settings(
         relay_enabled=False,
+        peers=PeerSettings(token=SecretStr(token_of("svc-lifecycle"))),
         auth=AuthSettings(
             mode="token",
             tokens=[TokenEntry(sha256=hash_token(token_of(u)), principal=u) for u in USERS],
@@ -190,7 +192,6 @@ async def start_lifecycle(
     channels: list[aio.Channel] = []
 
     async def start(**env: str) -> Lifecycle:
-        monkeypatch.setenv("MODELREG_LIFECYCLE_METADATA_TOKEN", token_of("svc-lifecycle"))
         monkeypatch.setenv("MODELREG_LIFECYCLE_METADATA_BACKOFF_SECONDS", "0.001")
         for key, value in env.items():
             monkeypatch.setenv(f"MODELREG_LIFECYCLE_{key.upper()}", value)

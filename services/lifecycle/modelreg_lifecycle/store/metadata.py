@@ -61,7 +61,6 @@ class MetadataCatalog:
         channel: Callable[[], aio.Channel],
         *,
         timeout: float,
-        token: str | None = None,
         attempts: int = 4,
         backoff: float = 0.05,
     ) -> None:
@@ -70,7 +69,6 @@ class MetadataCatalog:
         self._channel = channel
         self._stubs: _Stubs | None = None
         self._timeout = timeout
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._attempts = max(1, attempts)
         self._backoff = backoff
 
@@ -112,7 +110,7 @@ class MetadataCatalog:
         response = await self._call(
             name,
             lambda: self.stubs.versions.GetModelVersion(
-                request, timeout=self._timeout, metadata=self._metadata
+                request, timeout=self._timeout
             ),
         )
         return version_info(response.model_version)
@@ -121,7 +119,7 @@ class MetadataCatalog:
         request = run_service_pb2.GetRunRequest(name=run)
         response = await self._call(
             run,
-            lambda: self.stubs.runs.GetRun(request, timeout=self._timeout, metadata=self._metadata),
+            lambda: self.stubs.runs.GetRun(request, timeout=self._timeout),
         )
         return dict(response.run.latest_metrics)
 
@@ -152,7 +150,7 @@ class MetadataCatalog:
         await self._call(
             deployment.version_name,
             lambda: self.stubs.lineage.CreateLineageEdges(
-                request, timeout=self._timeout, metadata=self._metadata
+                request, timeout=self._timeout
             ),
         )
         return node
