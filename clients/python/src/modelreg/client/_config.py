@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from modelreg.client._methods import GROUPS, SERVICE_OF_GROUP, RpcMethod
+from modelreg.client._methods import GROUPS, SERVICE_OF_GROUP, RpcMethod, methods_of
 
 Metadata = Sequence[tuple[str, str]]
 
@@ -26,6 +28,70 @@ class CallPolicy:
         """Full-jitter exponential backoff before retry number `attempt` (1-based)."""
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
+
+    def retry_pause(
+        self, code: grpc.StatusCode, rpc: RpcMethod, attempt: int, deadline: float
+    ) -> float | None:
+        """How long to wait before retrying a failed unary call, or None to give up: only
+        UNAVAILABLE, only idempotent calls, within the attempts and the call's deadline."""
+        if code != grpc.StatusCode.UNAVAILABLE or not rpc.idempotent:
+            return None
+        pause = self.backoff(attempt)
+        if attempt >= self.max_attempts or time.monotonic() + pause >= deadline:
+            return None
+        return pause
+
+
+def channel_options(extra: list[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        *(extra or []),
+    ]
+
+
+ChannelT = TypeVar("ChannelT")
+
+
+def group_channels(
+    target: str | None,
+    targets: Mapping[str, str] | None,
+    make_channel: Callable[[str], ChannelT],
+) -> tuple[dict[str, ChannelT], dict[str, tuple[ChannelT, str]]]:
+    """One channel per distinct target; each group gets its channel and proto package."""
+    channels: dict[str, ChannelT] = {}
+    groups: dict[str, tuple[ChannelT, str]] = {}
+    for group, group_target in resolve_targets(target, targets).items():
+        if group_target not in channels:
+            channels[group_target] = make_channel(group_target)
+        groups[group] = (channels[group_target], GROUPS[group])
+    return channels, groups
+
+
+class MethodGroup(Generic[ChannelT]):
+    """The RPCs of one service group as methods (`group.get_model_version(name=...)`), bound
+    on first use; the sync and async clients differ only in `_bind`."""
+
+    def __init__(self, registry: Any, channel: ChannelT, package: str) -> None:
+        self._registry = registry
+        self._channel = channel
+        self._methods = methods_of(package)
+        self._package = package
+        self._callables: dict[str, Any] = {}
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._methods)
+
+    def __getattr__(self, attribute: str) -> Any:
+        rpc = self._methods.get(attribute)
+        if rpc is None:
+            raise AttributeError(f"{self._package} has no RPC {attribute!r}")
+        if attribute not in self._callables:
+            self._callables[attribute] = self._bind(rpc)
+        return self._callables[attribute]
+
+    def _bind(self, rpc: RpcMethod) -> Any:
+        raise NotImplementedError
 
 
 def resolve_targets(target: str | None, targets: Mapping[str, str] | None) -> dict[str, str]:

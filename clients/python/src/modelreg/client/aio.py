@@ -14,35 +14,19 @@ from grpc import aio
 from modelreg.client._config import (
     CallPolicy,
     Metadata,
+    MethodGroup,
     build_request,
     call_metadata,
     channel_credentials,
-    resolve_targets,
+    channel_options,
+    group_channels,
 )
-from modelreg.client._methods import GROUPS, RpcMethod, methods_of
+from modelreg.client._methods import RpcMethod
 from modelreg.client.errors import from_rpc_error
 from modelreg.client.helpers import AsyncHelpers
 
 
-class _AsyncGroup:
-    def __init__(self, registry: AsyncRegistry, channel: aio.Channel, package: str) -> None:
-        self._registry = registry
-        self._channel = channel
-        self._methods = methods_of(package)
-        self._package = package
-        self._callables: dict[str, Any] = {}
-
-    def __dir__(self) -> list[str]:
-        return sorted(self._methods)
-
-    def __getattr__(self, attribute: str) -> Any:
-        rpc = self._methods.get(attribute)
-        if rpc is None:
-            raise AttributeError(f"{self._package} has no RPC {attribute!r}")
-        if attribute not in self._callables:
-            self._callables[attribute] = self._bind(rpc)
-        return self._callables[attribute]
-
+class _AsyncGroup(MethodGroup[aio.Channel]):
     def _bind(self, rpc: RpcMethod) -> Any:
         serializer = rpc.request_type.SerializeToString
         deserializer = rpc.response_type.FromString
@@ -114,17 +98,11 @@ class _AsyncGroup:
                         metadata=call_metadata(registry.token, metadata),
                     )
                 except aio.AioRpcError as exc:
-                    pause = policy.backoff(attempt)
-                    if (
-                        exc.code() == grpc.StatusCode.UNAVAILABLE
-                        and rpc.idempotent
-                        and attempt < policy.max_attempts
-                        and time.monotonic() + pause < deadline
-                    ):
-                        registry.retries += 1
-                        await asyncio.sleep(pause)
-                        continue
-                    raise from_rpc_error(exc) from None
+                    pause = policy.retry_pause(exc.code(), rpc, attempt, deadline)
+                    if pause is None:
+                        raise from_rpc_error(exc) from None
+                    registry.retries += 1
+                    await asyncio.sleep(pause)
 
         return call
 
@@ -146,25 +124,18 @@ class AsyncRegistry(AsyncHelpers):
         self.policy = policy or CallPolicy()
         self.retries = 0
         credentials = channel_credentials(tls)
-        channel_options = [
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            *(options or []),
-        ]
-        self._channels: dict[str, aio.Channel] = {}
-        groups: dict[str, _AsyncGroup] = {}
-        for group, group_target in resolve_targets(target, targets).items():
-            if group_target not in self._channels:
-                self._channels[group_target] = (
-                    aio.secure_channel(group_target, credentials, options=channel_options)
-                    if credentials is not None
-                    else aio.insecure_channel(group_target, options=channel_options)
-                )
-            groups[group] = _AsyncGroup(self, self._channels[group_target], GROUPS[group])
-        self.metadata = groups["metadata"]
-        self.artifacts = groups["artifacts"]
-        self.lifecycle = groups["lifecycle"]
-        self.events = groups["events"]
+        options = channel_options(options)
+
+        def make_channel(group_target: str) -> aio.Channel:
+            if credentials is not None:
+                return aio.secure_channel(group_target, credentials, options=options)
+            return aio.insecure_channel(group_target, options=options)
+
+        self._channels, groups = group_channels(target, targets, make_channel)
+        self.metadata = _AsyncGroup(self, *groups["metadata"])
+        self.artifacts = _AsyncGroup(self, *groups["artifacts"])
+        self.lifecycle = _AsyncGroup(self, *groups["lifecycle"])
+        self.events = _AsyncGroup(self, *groups["events"])
 
     def channel(self, service: str) -> aio.Channel:
         group = {"artifact": "artifacts"}.get(service, service)

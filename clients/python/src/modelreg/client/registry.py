@@ -12,36 +12,20 @@ from google.protobuf.message import Message
 from modelreg.client._config import (
     CallPolicy,
     Metadata,
+    MethodGroup,
     build_request,
     call_metadata,
     channel_credentials,
-    resolve_targets,
+    channel_options,
+    group_channels,
 )
-from modelreg.client._methods import GROUPS, RpcMethod, methods_of
+from modelreg.client._methods import RpcMethod
 from modelreg.client.errors import from_rpc_error
 from modelreg.client.helpers import SyncHelpers
 
 
-class _Group:
+class _Group(MethodGroup[grpc.Channel]):
     """The RPCs of one service group as methods: `group.get_model_version(name=...)`."""
-
-    def __init__(self, registry: Registry, channel: grpc.Channel, package: str) -> None:
-        self._registry = registry
-        self._channel = channel
-        self._methods = methods_of(package)
-        self._package = package
-        self._callables: dict[str, Any] = {}
-
-    def __dir__(self) -> list[str]:
-        return sorted(self._methods)
-
-    def __getattr__(self, attribute: str) -> Any:
-        rpc = self._methods.get(attribute)
-        if rpc is None:
-            raise AttributeError(f"{self._package} has no RPC {attribute!r}")
-        if attribute not in self._callables:
-            self._callables[attribute] = self._bind(rpc)
-        return self._callables[attribute]
 
     def _bind(self, rpc: RpcMethod) -> Any:
         serializer = rpc.request_type.SerializeToString
@@ -114,17 +98,11 @@ class _Group:
                         metadata=call_metadata(registry.token, metadata),
                     )
                 except grpc.RpcError as exc:
-                    pause = policy.backoff(attempt)
-                    if (
-                        exc.code() == grpc.StatusCode.UNAVAILABLE
-                        and rpc.idempotent
-                        and attempt < policy.max_attempts
-                        and time.monotonic() + pause < deadline
-                    ):
-                        registry.retries += 1
-                        time.sleep(pause)
-                        continue
-                    raise from_rpc_error(exc) from None
+                    pause = policy.retry_pause(exc.code(), rpc, attempt, deadline)
+                    if pause is None:
+                        raise from_rpc_error(exc) from None
+                    registry.retries += 1
+                    time.sleep(pause)
 
         return call
 
@@ -156,25 +134,18 @@ class Registry(SyncHelpers):
         # Counts automatic retries, so callers (and benchmarks) can see them.
         self.retries = 0
         credentials = channel_credentials(tls)
-        channel_options = [
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            *(options or []),
-        ]
-        self._channels: dict[str, grpc.Channel] = {}
-        groups: dict[str, _Group] = {}
-        for group, group_target in resolve_targets(target, targets).items():
-            if group_target not in self._channels:
-                self._channels[group_target] = (
-                    grpc.secure_channel(group_target, credentials, options=channel_options)
-                    if credentials is not None
-                    else grpc.insecure_channel(group_target, options=channel_options)
-                )
-            groups[group] = _Group(self, self._channels[group_target], GROUPS[group])
-        self.metadata = groups["metadata"]
-        self.artifacts = groups["artifacts"]
-        self.lifecycle = groups["lifecycle"]
-        self.events = groups["events"]
+        options = channel_options(options)
+
+        def make_channel(group_target: str) -> grpc.Channel:
+            if credentials is not None:
+                return grpc.secure_channel(group_target, credentials, options=options)
+            return grpc.insecure_channel(group_target, options=options)
+
+        self._channels, groups = group_channels(target, targets, make_channel)
+        self.metadata = _Group(self, *groups["metadata"])
+        self.artifacts = _Group(self, *groups["artifacts"])
+        self.lifecycle = _Group(self, *groups["lifecycle"])
+        self.events = _Group(self, *groups["events"])
 
     def channel(self, service: str) -> grpc.Channel:
         """The channel to one service, for generated stubs: `FooServiceStub(r.channel("x"))`."""
