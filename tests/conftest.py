@@ -8,6 +8,7 @@ use an already running PostgreSQL instead of starting its own.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -24,6 +25,15 @@ from modelreg_common.server import RegistryServer, ServiceSpec, migrate_services
 from modelreg_common.settings import Settings
 from modelreg_server.catalog import load_specs
 from testkit import make_settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A terminated run (CI's time limit, `timeout`, Ctrl-C from a supervisor) still tears its
+    # fixtures down, so no PostgreSQL or SeaweedFS outlives it.
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 class PgAdmin:
