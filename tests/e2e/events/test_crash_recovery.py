@@ -132,7 +132,7 @@ async def procs(dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Proc, Proc]]:
     await events.stop()
 
 
-async def test_kill_9_of_producer_and_events_loses_nothing(procs) -> None:
+async def test_kill_9_of_producer_and_events_loses_nothing(procs, open_channel) -> None:
     events, producer = procs
     release = asyncio.Event()
 
@@ -156,7 +156,7 @@ async def test_kill_9_of_producer_and_events_loses_nothing(procs) -> None:
     url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
 
     await events.start()
-    echannel = aio.insecure_channel(events.address)
+    echannel = open_channel(events.address)
     hooks = webhook_service_pb2_grpc.WebhookServiceStub(echannel)
     log = event_service_pb2_grpc.EventServiceStub(echannel)
     created = await hooks.CreateWebhook(
@@ -171,7 +171,7 @@ async def test_kill_9_of_producer_and_events_loses_nothing(procs) -> None:
     seen: list[tuple[int, str]] = []
 
     await producer.start()
-    pchannel = aio.insecure_channel(producer.address)
+    pchannel = open_channel(producer.address)
     acked = await emit(pchannel, "models/crash", 10)
     async with asyncio.timeout(20):
         while len(seen) < 10:
@@ -196,7 +196,7 @@ async def test_kill_9_of_producer_and_events_loses_nothing(procs) -> None:
 
     await events.start()
     await producer.start()
-    echannel = aio.insecure_channel(events.address)
+    echannel = open_channel(events.address)
     log = event_service_pb2_grpc.EventServiceStub(echannel)
     hooks = webhook_service_pb2_grpc.WebhookServiceStub(echannel)
     # Resume from the last sequence the stream saw: the rest, exactly once.

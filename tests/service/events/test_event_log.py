@@ -36,9 +36,9 @@ async def publish(
 
 
 @pytest.fixture
-async def stub(start_server) -> event_service_pb2_grpc.EventServiceStub:
+async def stub(start_server, open_channel) -> event_service_pb2_grpc.EventServiceStub:
     server = await start_server([SPEC], settings=make_settings(relay_enabled=False))
-    channel = aio.insecure_channel(server.address)
+    channel = open_channel(server.address)
     return event_service_pb2_grpc.EventServiceStub(channel)
 
 
@@ -215,15 +215,15 @@ async def test_concurrent_publishers_never_leave_a_subscriber_behind(stub) -> No
     stream.cancel()
 
 
-async def test_relay_ships_outbox_rows_in_order_and_catches_up(start_server) -> None:
+async def test_relay_ships_outbox_rows_in_order_and_catches_up(start_server, open_channel) -> None:
     # The producer runs with its relay off: rows pile up as if the events service were down.
     producer = await start_server([PRODUCER_SPEC], settings=make_settings(relay_enabled=False))
     events_server = await start_server([SPEC], settings=make_settings(relay_enabled=False))
-    pchannel = aio.insecure_channel(producer.address)
+    pchannel = open_channel(producer.address)
     ids = await emit(pchannel, "models/r", 3, same_subject=True)
     ids += await emit(pchannel, "models/s", 2)
     # Events service unreachable: the relay fails and rolls back, nothing is marked sent.
-    dead = aio.insecure_channel("127.0.0.1:1")
+    dead = open_channel("127.0.0.1:1")
     relay = OutboxRelay(
         pool=producer._pools[0],
         dsn=producer.dsn,
@@ -237,7 +237,7 @@ async def test_relay_ships_outbox_rows_in_order_and_catches_up(start_server) -> 
     assert (
         await producer._pools[0].fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 5
     )
-    live = aio.insecure_channel(events_server.address)
+    live = open_channel(events_server.address)
     relay = OutboxRelay(
         pool=producer._pools[0],
         dsn=producer.dsn,
@@ -259,9 +259,9 @@ async def test_relay_ships_outbox_rows_in_order_and_catches_up(start_server) -> 
     assert len(listed.events) == 5
 
 
-async def test_running_relay_wakes_on_notify(start_server) -> None:
+async def test_running_relay_wakes_on_notify(start_server, open_channel) -> None:
     server = await start_server([SPEC, PRODUCER_SPEC])
-    channel = aio.insecure_channel(server.address)
+    channel = open_channel(server.address)
     stub = event_service_pb2_grpc.EventServiceStub(channel)
     stream = stub.Subscribe(
         event_service_pb2.SubscribeRequest(from_now=True, filter='source = "producer"')

@@ -74,10 +74,22 @@ async def settled(api: Api, name: str, state: int, count: int = 1) -> list[webho
             await asyncio.sleep(0.02)
 
 
+_OPEN: list[aio.Channel] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_channels():
+    yield
+    while _OPEN:
+        await _OPEN.pop().close()
+
+
 async def api_for(start_server, **settings: object) -> Api:
     spec = spec_with(EventsSettings(**{**FAST, **settings}))
     server = await start_server([spec], settings=make_settings(relay_enabled=False))
-    return Api(aio.insecure_channel(server.address))
+    channel = aio.insecure_channel(server.address)
+    _OPEN.append(channel)
+    return Api(channel)
 
 
 @pytest.fixture
