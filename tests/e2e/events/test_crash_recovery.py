@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -27,7 +27,7 @@ from modelreg.events.v1 import (
     webhook_service_pb2_grpc,
 )
 from modelreg.events.webhooks import verify_signature
-from service.events.kit import Receiver, emit
+from service.events.kit import Received, Receiver, emit
 
 ROOT = Path(__file__).resolve().parents[3]
 PRODUCER = Path(__file__).with_name("producer_main.py")
@@ -225,13 +225,11 @@ async def test_kill_9_of_producer_and_events_loses_nothing(procs, open_channel) 
     await runner.cleanup()
 
 
-def _received(request: web.Request, body: bytes):  # type: ignore[no-untyped-def]
-    from service.events.kit import Received
-
+def _received(request: web.Request, body: bytes) -> Received:
     return Received(dict(request.headers), body, 0.0)
 
 
-async def _wait(predicate) -> None:  # type: ignore[no-untyped-def]
+async def _wait(predicate: Callable[[], bool]) -> None:
     # Polling state that another process changes; no event to await across processes.
     while not predicate():  # noqa: ASYNC110 - the state changes in another process
         await asyncio.sleep(0.05)

@@ -73,7 +73,7 @@ PRODUCER_SPEC = ServiceSpec(
 
 
 async def emit(channel: grpc.aio.Channel, subject: str, count: int = 1, **extra: Any) -> list[str]:
-    call = channel.unary_unary(f"/{PRODUCER_SERVICE}/Emit")
+    call: Any = channel.unary_unary(f"/{PRODUCER_SERVICE}/Emit")
     reply = await call(
         json.dumps({"subject": subject, "count": count, **extra}).encode(), timeout=10
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import grpc
 import pytest
@@ -20,14 +21,14 @@ from testkit import error_details, make_settings
 SPEC = spec_with(EventsSettings(allow_private_targets=True, poll_interval_seconds=0.5))
 
 
-def ev(subject: str, type_: str = "model_version.created", **data: object) -> event_pb2.Event:
+def ev(subject: str, type_: str = "model_version.created", **data: Any) -> event_pb2.Event:
     e = event_pb2.Event(id=str(uuid.uuid4()), type=type_, subject=subject, actor="alice")
     e.data.update(data)
     return e
 
 
 async def publish(
-    stub: event_service_pb2_grpc.EventServiceStub, *events: event_pb2.Event
+    stub: event_service_pb2_grpc.EventServiceAsyncStub, *events: event_pb2.Event
 ) -> list[int]:
     reply = await stub.PublishEvents(
         event_service_pb2.PublishEventsRequest(source="metadata", events=list(events))
@@ -36,10 +37,13 @@ async def publish(
 
 
 @pytest.fixture
-async def stub(start_server, open_channel) -> event_service_pb2_grpc.EventServiceStub:
+async def stub(start_server, open_channel) -> event_service_pb2_grpc.EventServiceAsyncStub:
     server = await start_server([SPEC], settings=make_settings(relay_enabled=False))
     channel = open_channel(server.address)
-    return event_service_pb2_grpc.EventServiceStub(channel)
+    stub: event_service_pb2_grpc.EventServiceAsyncStub = event_service_pb2_grpc.EventServiceStub(
+        channel
+    )
+    return stub
 
 
 async def test_publish_is_idempotent_on_event_id(stub) -> None:
@@ -70,7 +74,8 @@ async def test_list_filters_and_pages(stub) -> None:
     )
 
     async def names(flt: str, page_size: int = 0) -> list[str]:
-        out, token = [], ""
+        out: list[str] = []
+        token = ""
         while True:
             reply = await stub.ListEvents(
                 event_service_pb2.ListEventsRequest(
@@ -165,7 +170,7 @@ async def test_bad_publish_and_get(stub) -> None:
 
 
 async def read(stream, n: int) -> list[event_pb2.Event]:
-    out = []
+    out: list[event_pb2.Event] = []
     async with asyncio.timeout(10):
         while len(out) < n:
             out.append((await stream.read()).event)

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import socket
 import uuid
+from typing import Any
 
 import grpc
 import pytest
@@ -43,7 +44,7 @@ class Api:
         self.events = event_service_pb2_grpc.EventServiceStub(channel)
         self.hooks = webhook_service_pb2_grpc.WebhookServiceStub(channel)
 
-    async def create(self, url: str, **fields: object) -> webhook_service_pb2.CreateWebhookResponse:
+    async def create(self, url: str, **fields: Any) -> webhook_service_pb2.CreateWebhookResponse:
         return await self.hooks.CreateWebhook(
             webhook_service_pb2.CreateWebhookRequest(webhook=webhook_pb2.Webhook(url=url, **fields))
         )
@@ -84,7 +85,7 @@ async def _close_channels():
         await _OPEN.pop().close()
 
 
-async def api_for(start_server, **settings: object) -> Api:
+async def api_for(start_server, **settings: Any) -> Api:
     spec = spec_with(EventsSettings(**{**FAST, **settings}))
     server = await start_server([spec], settings=make_settings(relay_enabled=False))
     channel = aio.insecure_channel(server.address)
