@@ -109,9 +109,7 @@ class MetadataCatalog:
         request = model_version_service_pb2.GetModelVersionRequest(name=name)
         response = await self._call(
             name,
-            lambda: self.stubs.versions.GetModelVersion(
-                request, timeout=self._timeout
-            ),
+            lambda: self.stubs.versions.GetModelVersion(request, timeout=self._timeout),
         )
         return version_info(response.model_version)
 
@@ -149,8 +147,6 @@ class MetadataCatalog:
         )
         await self._call(
             deployment.version_name,
-            lambda: self.stubs.lineage.CreateLineageEdges(
-                request, timeout=self._timeout
-            ),
+            lambda: self.stubs.lineage.CreateLineageEdges(request, timeout=self._timeout),
         )
         return node
