@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 from modelreg.client import Registry
 
