@@ -52,7 +52,12 @@ class EventsService:
 
     async def publish(self, events: Sequence[NewEvent]) -> list[int]:
         check_new_events(events)
-        return await self._log.append(events)
+        sequences = await self._log.append(events)
+        if sequences:
+            # Subscribers in this process need not wait for NOTIFY to come back from the
+            # database: appends are serialised, so everything up to this sequence is committed.
+            self._wakeups.announce(max(sequences))
+        return sequences
 
     async def get(self, event_id: uuid.UUID) -> EventRecord:
         event = await self._log.get(event_id)

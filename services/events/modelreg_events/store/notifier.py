@@ -34,6 +34,12 @@ class LogNotifier:
         await self._listener.stop()
         self._pulse()
 
+    def announce(self, sequence: int) -> None:
+        """A sequence this process appended and committed itself."""
+        if sequence > self._latest:
+            self._latest = sequence
+            self._pulse()
+
     def _on_payload(self, payload: str) -> None:
         with contextlib.suppress(ValueError):
             self._latest = max(self._latest, int(payload))
