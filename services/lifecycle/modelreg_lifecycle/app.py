@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import asyncpg
 from grpc import aio
 
 from modelreg.lifecycle.v1 import (
@@ -16,12 +14,11 @@ from modelreg.lifecycle.v1 import (
     stage_service_pb2_grpc,
     transition_request_service_pb2_grpc,
 )
-from modelreg_common.errors import Unavailable
 from modelreg_common.server import ServiceRuntime, ServiceSpec
 from modelreg_lifecycle.domain.service import LifecycleService, StageConfig
 from modelreg_lifecycle.settings import LifecycleSettings
 from modelreg_lifecycle.store.metadata import MetadataCatalog
-from modelreg_lifecycle.store.postgres import PgStore, create_read_pool
+from modelreg_lifecycle.store.postgres import PgStore
 from modelreg_lifecycle.store.roles import PlaceholderApproverRoles
 from modelreg_lifecycle.transport import servicers
 
@@ -29,12 +26,9 @@ SCHEMA = "lifecycle"
 
 
 class LifecycleComponent:
-    def __init__(
-        self, service: LifecycleService, runtime: ServiceRuntime, read_pool: asyncpg.Pool[Any]
-    ) -> None:
+    def __init__(self, service: LifecycleService, runtime: ServiceRuntime) -> None:
         self.service = service
         self._runtime = runtime
-        self._read_pool = read_pool
 
     @property
     def service_names(self) -> Sequence[str]:
@@ -65,7 +59,7 @@ class LifecycleComponent:
         pass
 
     async def stop(self) -> None:
-        await self._read_pool.close()
+        pass
 
 
 async def create(
@@ -78,19 +72,13 @@ async def create(
         attempts=config.metadata_attempts,
         backoff=config.metadata_backoff_seconds,
     )
-    try:
-        read_pool = await create_read_pool(
-            runtime.dsn, SCHEMA, max_size=runtime.settings.pool_max_size
-        )
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise Unavailable(f"cannot connect to PostgreSQL: {exc}", backend="postgres") from exc
     service = LifecycleService(
-        PgStore(runtime.pool, read_pool),
+        PgStore(runtime.pool),
         catalog,
         PlaceholderApproverRoles(),
         StageConfig(config.stages, config.archive_stage),
     )
-    return LifecycleComponent(service, runtime, read_pool)
+    return LifecycleComponent(service, runtime)
 
 
 SPEC = ServiceSpec(

@@ -567,28 +567,9 @@ class PgTransaction:
         return _degradation(row) if row is not None else None
 
 
-async def _keep_session(conn: Any) -> None:
-    """Release without asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET
-    ALL): a second round trip per query. Read-pool connections never change session state."""
-
-
-async def create_read_pool(dsn: str, schema: str, max_size: int) -> asyncpg.Pool[Any]:
-    """A pool for the resolve hot path only: plain reads, no session state, no reset."""
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=1,
-        max_size=max_size,
-        reset=_keep_session,
-        server_settings={"search_path": schema, "application_name": f"modelreg-{schema}-read"},
-    )
-    assert pool is not None
-    return pool
-
-
 class PgStore:
-    def __init__(self, pool: asyncpg.Pool[Any], read_pool: asyncpg.Pool[Any] | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
-        self._read_pool = read_pool or pool
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[PgTransaction]:
@@ -602,8 +583,9 @@ class PgStore:
         return _alias(row) if row is not None else None
 
     async def resolve(self, model: str, alias: str) -> tuple[int, bytes] | None:
-        # The hot path: one primary-key read on a prepared statement, from the read pool.
-        row = await self._read_pool.fetchrow(
+        # The hot path: one primary-key read on a prepared statement (the runtime's pool
+        # skips asyncpg's per-release reset round trip).
+        row = await self._pool.fetchrow(
             "SELECT version, record FROM aliases WHERE model = $1 AND alias = $2", model, alias
         )
         return (row[0], bytes(row[1])) if row is not None else None
