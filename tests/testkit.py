@@ -11,6 +11,16 @@ from grpc_status import rpc_status
 from modelreg_common.settings import Settings
 
 
+def grpc_services(service: str) -> frozenset[str]:
+    """Full names of the gRPC services of `modelreg.<service>.v1`, from the same descriptor
+    discovery the client uses."""
+    from modelreg.client._methods import methods_of
+
+    return frozenset(
+        rpc.path.split("/")[1] for rpc in methods_of(f"modelreg.{service}.v1").values()
+    )
+
+
 def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 1.0}
     values.update(overrides)

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelreg_common.local_postgres import free_port
 from modelreg_server.catalog import SERVICES, load_specs
 from modelreg_server.cli import main as cli_main
+from testkit import grpc_services
 
 
 def wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float) -> float:
@@ -69,7 +70,7 @@ def test_serve_embedded_default_starts_stops_and_restarts_on_same_data(
         wait_serving(target, process, timeout=60)
         assert cli_main(["health", "--target", target]) == 0
         listed = capsys.readouterr().out
-        expected = {n for spec in load_specs() for n in _service_names(spec.name)}
+        expected = {n for spec in load_specs() for n in grpc_services(spec.name)}
         for name in expected | {"grpc.health.v1.Health"}:
             assert name in listed
         assert stop(process) < 5
@@ -84,20 +85,6 @@ def test_serve_embedded_default_starts_stops_and_restarts_on_same_data(
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def _service_names(service: str) -> list[str]:
-    """Full names of the gRPC services a catalog entry serves, from its descriptors."""
-    import importlib
-    import pkgutil
-
-    names = []
-    package = importlib.import_module(f"modelreg.{service}.v1")
-    for module_info in pkgutil.iter_modules(package.__path__):
-        if module_info.name.endswith("_pb2"):
-            module = importlib.import_module(f"{package.__name__}.{module_info.name}")
-            names += [s.full_name for s in module.DESCRIPTOR.services_by_name.values()]
-    return names
 
 
 def test_catalog_lists_only_importable_specs() -> None:

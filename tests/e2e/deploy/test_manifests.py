@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import pkgutil
 import re
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pydantic_settings import BaseSettings
 
 from e2e.deploy.kustomize import Resource, key, pod_spec, render, strategic_merge
 from modelreg_common.settings import PeerSettings, Settings
+from testkit import grpc_services
 
 ROOT = Path(__file__).resolve().parents[3]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -46,18 +46,6 @@ def rendered(overlay: str) -> list[Resource]:
 
 def resources(overlay: str) -> list[Resource]:
     return copy.deepcopy(rendered(overlay))
-
-
-@cache
-def grpc_services(package: str) -> frozenset[str]:
-    """Full names of the gRPC services in modelreg.<package>.v1, from the generated descriptors."""
-    names: set[str] = set()
-    module = importlib.import_module(f"modelreg.{package}.v1")
-    for info in pkgutil.iter_modules(module.__path__):
-        if info.name.endswith("_pb2"):
-            pb2 = importlib.import_module(f"{module.__name__}.{info.name}")
-            names |= {s.full_name for s in pb2.DESCRIPTOR.services_by_name.values()}
-    return frozenset(names)
 
 
 def by_kind(objects: list[Resource], kind: str) -> list[Resource]:

@@ -8,7 +8,6 @@ import hashlib
 import importlib
 import importlib.util
 import os
-import pkgutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,16 +33,6 @@ HAS_RELAY = (
 def require_relay() -> None:
     if not HAS_RELAY:
         pytest.skip("the runtime has no outbox relay yet (modelreg_common.relay): no event moves")
-
-
-def descriptor_services(service: str) -> set[str]:
-    package = importlib.import_module(f"modelreg.{service}.v1")
-    names: set[str] = set()
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.endswith("_pb2"):
-            module = importlib.import_module(f"{package.__name__}.{info.name}")
-            names |= {s.full_name for s in module.DESCRIPTOR.services_by_name.values()}
-    return names
 
 
 def require(cluster: Cluster, *services: str) -> None:

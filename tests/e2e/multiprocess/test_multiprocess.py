@@ -21,7 +21,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from e2e.multiprocess.cluster import FAST_RECONNECT, Cluster, kill, start_cluster, stop_cluster
 from e2e.multiprocess.scenario import (
-    descriptor_services,
     register,
     require,
     require_relay,
@@ -31,6 +30,7 @@ from e2e.multiprocess.scenario import (
 )
 from modelreg.client import AsyncRegistry, NotFoundError
 from modelreg_server.catalog import SERVICES
+from testkit import grpc_services
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ async def client(cluster: Cluster) -> AsyncIterator[AsyncRegistry]:
 
 async def test_each_process_serves_exactly_its_own_services(cluster: Cluster) -> None:
     for replica in cluster.all_replicas():
-        own = descriptor_services(replica.service)
+        own = grpc_services(replica.service)
         async with aio.insecure_channel(replica.target) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for name in ("", *own):
@@ -121,7 +121,7 @@ async def test_each_process_serves_exactly_its_own_services(cluster: Cluster) ->
             for other in cluster.services:
                 if other != replica.service:
                     with pytest.raises(aio.AioRpcError) as err:
-                        name = sorted(descriptor_services(other))[0]
+                        name = sorted(grpc_services(other))[0]
                         await health.Check(health_pb2.HealthCheckRequest(service=name))
                     assert err.value.code().name == "NOT_FOUND"
             listing = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
