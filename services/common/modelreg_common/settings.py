@@ -27,6 +27,14 @@ class AuthSettings(BaseModel):
     mode: Literal["local", "token"] = "local"
     tokens: list[TokenEntry] = []
     local_principal: str = "local"
+    # Members (`user:{subject}`, `group:{group}`) that are admins by configuration: the
+    # bootstrap before any policy exists. The local principal is always an admin.
+    admins: list[str] = []
+    # The role every authenticated caller holds on every model without a grant.
+    default_role: Literal["none", "viewer", "editor", "approver", "owner"] = "none"
+    # How long a principal's resolved roles may be served from cache when no invalidating
+    # event arrives (events normally invalidate within milliseconds).
+    access_cache_seconds: float = Field(default=30.0, ge=0)
 
 
 class TlsSettings(BaseModel):
