@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emodelreg/events/v1/event.proto\x12\x12modelreg.events.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x03\n\x05\x45vent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12%\n\x04\x64\x61ta\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x42\n\rtrace_context\x18\x0b \x03(\x0b\x32+.modelreg.events.v1.Event.TraceContextEntry\x12\x30\n\x0cpublish_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emodelreg/events/v1/event.proto\x12\x12modelreg.events.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x03\n\x05\x45vent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12%\n\x04\x64\x61ta\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x42\n\rtrace_context\x18\x0b \x03(\x0b\x32+.modelreg.events.v1.Event.TraceContextEntry\x12\x30\n\x0cpublish_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04peer\x18\r \x01(\t\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,7 +36,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_EVENT_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_EVENT']._serialized_start=118
-  _globals['_EVENT']._serialized_end=503
-  _globals['_EVENT_TRACECONTEXTENTRY']._serialized_start=452
-  _globals['_EVENT_TRACECONTEXTENTRY']._serialized_end=503
+  _globals['_EVENT']._serialized_end=517
+  _globals['_EVENT_TRACECONTEXTENTRY']._serialized_start=466
+  _globals['_EVENT_TRACECONTEXTENTRY']._serialized_end=517
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,7 @@ class Event(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     PUBLISH_TIME_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `events/{id}`. Output only."""
     id: _builtins.str
@@ -78,6 +79,8 @@ class Event(_message.Message):
     """The principal who made the change."""
     request_id: _builtins.str
     """The request id of the call that made the change."""
+    peer: _builtins.str
+    """The network peer the change came from (`ipv4:10.0.0.7:51234`), for the audit trail."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the change was committed by its producer."""
@@ -109,10 +112,11 @@ class Event(_message.Message):
         data: _struct_pb2.Struct | None = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         publish_time: _timestamp_pb2.Timestamp | None = ...,
+        peer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "publish_time", b"publish_time", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "data", b"data", "id", b"id", "name", b"name", "publish_time", b"publish_time", "request_id", b"request_id", "sequence", b"sequence", "source", b"source", "subject", b"subject", "time", b"time", "trace_context", b"trace_context", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "data", b"data", "id", b"id", "name", b"name", "peer", b"peer", "publish_time", b"publish_time", "request_id", b"request_id", "sequence", b"sequence", "source", b"source", "subject", b"subject", "time", b"time", "trace_context", b"trace_context", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
