@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelreg_common.access import Access
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class CallInfo:
     principal: Principal = SYSTEM
     peer: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # What the caller may do; set by the interceptor once the caller is known.
+    access: Access | None = None
 
 
 _current: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar(
