@@ -1,18 +1,23 @@
-"""Bearer-token authentication: a chain of verifiers turns a token into a Principal.
+"""Authentication: who is calling, from a bearer token or a verified client certificate.
 
-The governance work adds API-key, JWT and mTLS verifiers on the same `TokenVerifier` hook.
+A chain of `TokenVerifier`s turns a bearer token into a Principal: static tokens from settings
+(here), API keys (`api_keys.py`), JWTs (`jwt_tokens.py`). Each verifier answers None for tokens
+that are not its kind, so the next one may try. Without a token, a client certificate verified
+by the mTLS handshake (`client_certs.py`) identifies the caller.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from modelreg_common.client_certs import ClientCertificates
 from modelreg_common.context import Principal
 from modelreg_common.errors import Unauthenticated
-from modelreg_common.settings import AuthSettings, TokenEntry
+from modelreg_common.jwt_tokens import JwtVerifier
+from modelreg_common.settings import AuthSettings, TlsSettings, TokenEntry
 
 
 class TokenVerifier(Protocol):
@@ -43,26 +48,60 @@ def hash_token(token: str) -> str:
 
 
 class Authenticator:
-    def __init__(self, settings: AuthSettings, verifiers: Sequence[TokenVerifier]) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        verifiers: Sequence[TokenVerifier],
+        client_certificates: ClientCertificates | None = None,
+    ) -> None:
         self._local = (
             Principal(subject=settings.local_principal, method="local")
             if settings.mode == "local"
             else None
         )
         self._verifiers = list(verifiers)
+        self._client_certificates = client_certificates
 
     @classmethod
-    def from_settings(cls, settings: AuthSettings) -> Authenticator:
-        return cls(settings, [StaticTokenVerifier(settings.tokens)])
+    def from_settings(cls, settings: AuthSettings, tls: TlsSettings | None = None) -> Authenticator:
+        """Static tokens, JWTs when `auth.jwt` is set, and client certificates when the server
+        requires them (`tls.client_ca_file`). API keys need a peer channel: the runtime adds
+        an `ApiKeyVerifier` with `add_verifier`."""
+        verifiers: list[TokenVerifier] = [StaticTokenVerifier(settings.tokens)]
+        if settings.jwt is not None:
+            verifiers.append(JwtVerifier.from_settings(settings.jwt))
+        certificates = None
+        if (
+            tls is not None
+            and tls.cert_file is not None
+            and tls.key_file is not None
+            and tls.client_ca_file is not None
+            and tls.client_principal != "off"
+        ):
+            certificates = ClientCertificates(tls.client_principal)
+        return cls(settings, verifiers, certificates)
 
     def add_verifier(self, verifier: TokenVerifier) -> None:
         self._verifiers.append(verifier)
 
-    async def authenticate(self, authorization: str | None) -> Principal:
-        if not authorization:
-            if self._local is not None:
-                return self._local
-            raise Unauthenticated("missing credentials: send 'authorization: Bearer <token>'")
+    async def authenticate(
+        self,
+        authorization: str | None,
+        auth_context: Mapping[str, Sequence[bytes]] | None = None,
+    ) -> Principal:
+        """A bearer token wins when present (a service holding a client certificate may still
+        call on behalf of a user); else a verified client certificate; else local mode."""
+        if authorization:
+            return await self._bearer(authorization)
+        if self._client_certificates is not None:
+            principal = self._client_certificates.principal(auth_context)
+            if principal is not None:
+                return principal
+        if self._local is not None:
+            return self._local
+        raise Unauthenticated("missing credentials: send 'authorization: Bearer <token>'")
+
+    async def _bearer(self, authorization: str) -> Principal:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("malformed authorization metadata: expected 'Bearer <token>'")
