@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from grpc import aio
 
 from modelreg.metadata.v1 import (
+    access_service_pb2,
+    access_service_pb2_grpc,
     experiment_service_pb2,
     experiment_service_pb2_grpc,
     lineage_service_pb2,
@@ -19,15 +21,17 @@ from modelreg.metadata.v1 import (
     run_service_pb2_grpc,
 )
 from modelreg_common.server import ServiceRuntime, ServiceSpec
+from modelreg_metadata.domain.access import AccessService
 from modelreg_metadata.domain.experiments import ExperimentService
 from modelreg_metadata.domain.lineage import LineageService
 from modelreg_metadata.domain.model_versions import ModelVersionService
-from modelreg_metadata.domain.ports import ArtifactPort, LifecyclePort
+from modelreg_metadata.domain.ports import AccessChanged, ArtifactPort, LifecyclePort
 from modelreg_metadata.domain.registered_models import RegisteredModelService
 from modelreg_metadata.domain.runs import RunService
 from modelreg_metadata.store.peers import GrpcArtifacts, GrpcLifecycle
 from modelreg_metadata.store.uow import PgUnitOfWork
 from modelreg_metadata.transport.servicers import (
+    AccessServicer,
     ExperimentServicer,
     LineageServicer,
     ModelVersionServicer,
@@ -41,6 +45,7 @@ SERVICE_NAMES = (
     registered_model_service_pb2.DESCRIPTOR.services_by_name["RegisteredModelService"].full_name,
     model_version_service_pb2.DESCRIPTOR.services_by_name["ModelVersionService"].full_name,
     lineage_service_pb2.DESCRIPTOR.services_by_name["LineageService"].full_name,
+    access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
 )
 
 
@@ -50,12 +55,14 @@ class MetadataComponent:
         uow: PgUnitOfWork,
         artifacts: ArtifactPort,
         lifecycle: LifecyclePort,
+        on_access_changed: AccessChanged,
     ) -> None:
         self.experiments = ExperimentService(uow)
         self.runs = RunService(uow)
-        self.models = RegisteredModelService(uow, lifecycle)
+        self.models = RegisteredModelService(uow, lifecycle, on_access_changed)
         self.versions = ModelVersionService(uow, artifacts)
         self.lineage = LineageService(uow)
+        self.access = AccessService(uow, on_access_changed)
 
     @property
     def service_names(self) -> Sequence[str]:
@@ -75,6 +82,9 @@ class MetadataComponent:
         lineage_service_pb2_grpc.add_LineageServiceServicer_to_server(
             LineageServicer(self.lineage), server
         )
+        access_service_pb2_grpc.add_AccessServiceServicer_to_server(
+            AccessServicer(self.access), server
+        )
 
     async def start(self) -> None:
         return None
@@ -83,12 +93,23 @@ class MetadataComponent:
         return None
 
 
+def _invalidator(runtime: ServiceRuntime) -> AccessChanged:
+    def access_changed() -> None:
+        # Guarded until the runtime's Authorizer lands; then called unguarded.
+        authorizer = getattr(runtime, "authorizer", None)
+        if authorizer is not None:
+            authorizer.invalidate()
+
+    return access_changed
+
+
 async def create(runtime: ServiceRuntime) -> MetadataComponent:
     peers = runtime.peers
     return MetadataComponent(
         PgUnitOfWork(runtime.pool, runtime.page_tokens),
         GrpcArtifacts(lambda: peers.channel("artifact"), peers.timeout),
         GrpcLifecycle(lambda: peers.channel("lifecycle"), peers.timeout),
+        _invalidator(runtime),
     )
 
 

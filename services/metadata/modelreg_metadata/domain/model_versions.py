@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from modelreg_common.access import readable_models
 from modelreg_common.context import current_principal
 from modelreg_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from modelreg_common.names import parse_model, parse_model_version, parse_run
@@ -155,7 +156,7 @@ class ModelVersionService:
 
     async def search(self, query: ListQuery) -> Page[ModelVersion]:
         async with self._uow.read() as tx:
-            return await tx.versions.search(None, query)
+            return await tx.versions.search(None, query, readable=readable_models())
 
     async def update(
         self, name: str, etag_value: str, paths: Sequence[str], draft: ModelVersionDraft

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from modelreg_common.access import Role
+
 
 class VersionState(enum.Enum):
     PENDING_REGISTRATION = "PENDING_REGISTRATION"
@@ -231,6 +233,62 @@ class LineageGraph:
     nodes: tuple[LineageNode, ...]
     edges: tuple[LineageEdge, ...]
     truncated: bool
+
+
+@dataclass(frozen=True)
+class ApiKeyDraft:
+    """What a caller asks for on CreateApiKey; `principal` empty means the caller."""
+
+    display_name: str = ""
+    principal: str = ""
+    groups: tuple[str, ...] = ()
+    expire_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key's record; the secret is never part of it (only its hash is stored)."""
+
+    id: str
+    display_name: str
+    principal: str
+    groups: tuple[str, ...]
+    secret_prefix: str
+    created_by: str
+    create_time: datetime
+    expire_time: datetime | None
+    revoke_time: datetime | None
+
+    @property
+    def resource_name(self) -> str:
+        return f"apiKeys/{self.id}"
+
+
+@dataclass(frozen=True)
+class Binding:
+    role: Role
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IamPolicy:
+    """`resource` is `registry` or `models/{model}`; revision 0 is a policy never set."""
+
+    resource: str
+    bindings: tuple[Binding, ...]
+    revision: int
+    update_time: datetime | None = None
+    updated_by: str = ""
+
+
+@dataclass(frozen=True)
+class ResolvedAccess:
+    """The roles one principal holds by policy: registry-wide, and per model (model id ->
+    role) where the model's role exceeds the registry one."""
+
+    registry_role: Role
+    model_roles: Mapping[str, Role]
+    resolve_time: datetime
 
 
 @dataclass(frozen=True)

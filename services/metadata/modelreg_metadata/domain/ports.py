@@ -3,14 +3,19 @@ two peers. `store/` implements them; unit tests use in-memory fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from modelreg_common.access import Role
 from modelreg_metadata.domain.models import (
+    ApiKey,
+    ApiKeyDraft,
+    Binding,
     Direction,
     Event,
     Experiment,
+    IamPolicy,
     IdempotencyKey,
     LineageEdge,
     LineageGraph,
@@ -41,7 +46,10 @@ class RegisteredModelRepo(Protocol):
 
     async def delete(self, name: str) -> list[int]: ...
 
-    async def search(self, query: ListQuery) -> Page[RegisteredModel]: ...
+    async def search(
+        self, query: ListQuery, *, readable: Collection[str] | None = None
+    ) -> Page[RegisteredModel]:
+        """`readable`: only these model ids (None: all), applied inside the query."""
 
 
 class ModelVersionRepo(Protocol):
@@ -66,7 +74,9 @@ class ModelVersionRepo(Protocol):
 
     async def delete(self, model: str, version: int) -> bool: ...
 
-    async def search(self, model: str | None, query: ListQuery) -> Page[ModelVersion]: ...
+    async def search(
+        self, model: str | None, query: ListQuery, *, readable: Collection[str] | None = None
+    ) -> Page[ModelVersion]: ...
 
 
 class ExperimentRepo(Protocol):
@@ -119,6 +129,47 @@ class LineageRepo(Protocol):
     ) -> LineageGraph: ...
 
 
+class ApiKeyRepo(Protocol):
+    async def create(
+        self,
+        key_id: str,
+        draft: ApiKeyDraft,
+        principal: str,
+        secret_sha256: bytes,
+        secret_prefix: str,
+        created_by: str,
+        request_id: str,
+    ) -> ApiKey: ...
+
+    async def get(self, key_id: str, *, for_update: bool = False) -> ApiKey | None: ...
+
+    async def revoke(self, key_id: str) -> ApiKey: ...
+
+    async def find_active(self, secret_sha256: bytes) -> tuple[ApiKey, bytes] | None:
+        """The unrevoked, unexpired key with this secret hash, and the stored hash."""
+
+    async def search(
+        self, principal: str | None, show_revoked: bool, query: ListQuery
+    ) -> Page[ApiKey]: ...
+
+
+class PolicyRepo(Protocol):
+    async def get(self, resource: str, *, for_update: bool = False) -> IamPolicy:
+        """The policy, or the empty one at revision 0 when none was ever set."""
+
+    async def replace(
+        self, resource: str, bindings: Sequence[Binding], updated_by: str
+    ) -> IamPolicy: ...
+
+    async def move(self, old: str, new: str) -> None: ...
+
+    async def delete(self, resource: str) -> None: ...
+
+    async def resolve(self, members: Sequence[str]) -> tuple[Role, dict[str, Role]]:
+        """The strongest registry role of any of `members`, and per model id the strongest
+        model role where it exceeds the registry one."""
+
+
 class Tx(Protocol):
     @property
     def models(self) -> RegisteredModelRepo: ...
@@ -135,6 +186,12 @@ class Tx(Protocol):
     @property
     def lineage(self) -> LineageRepo: ...
 
+    @property
+    def api_keys(self) -> ApiKeyRepo: ...
+
+    @property
+    def policies(self) -> PolicyRepo: ...
+
     async def publish(self, events: Sequence[Event]) -> None: ...
 
     async def replay(self, key: IdempotencyKey) -> str | None: ...
@@ -148,6 +205,12 @@ class UnitOfWork(Protocol):
 
     def read(self) -> AbstractAsyncContextManager[Tx]:
         """A connection outside an explicit transaction: each statement commits alone."""
+
+
+class AccessChanged(Protocol):
+    def __call__(self) -> None:
+        """Called after a commit that changed anyone's access: this process forgets the
+        roles and keys it cached (other processes learn it from the event)."""
 
 
 class ArtifactPort(Protocol):

@@ -5,18 +5,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from modelreg_common.access import Role, readable_models
 from modelreg_common.context import current_principal
 from modelreg_common.errors import FailedPrecondition, NotFound
 from modelreg_common.names import check_id, parse_model
+from modelreg_metadata.domain.access import bindings_data
 from modelreg_metadata.domain.common import check_etag, mask_paths
 from modelreg_metadata.domain.models import (
+    Binding,
     Event,
     IdempotencyKey,
     ListQuery,
     Page,
     RegisteredModel,
 )
-from modelreg_metadata.domain.ports import LifecyclePort, UnitOfWork
+from modelreg_metadata.domain.ports import AccessChanged, LifecyclePort, UnitOfWork
 from modelreg_metadata.domain.validation import (
     MAX_DESCRIPTION_BYTES,
     Violations,
@@ -30,9 +33,12 @@ UPDATABLE = ("description", "tags")
 
 
 class RegisteredModelService:
-    def __init__(self, uow: UnitOfWork, lifecycle: LifecyclePort) -> None:
+    def __init__(
+        self, uow: UnitOfWork, lifecycle: LifecyclePort, on_access_changed: AccessChanged
+    ) -> None:
         self._uow = uow
         self._lifecycle = lifecycle
+        self._access_changed = on_access_changed
 
     async def create(
         self,
@@ -56,19 +62,35 @@ class RegisteredModelService:
                     if existing is None:
                         raise NotFound(replayed, kind=KIND)
                     return existing
-            model = await tx.models.create(model_id, description, tags, current_principal().subject)
-            await tx.publish(
-                [
+            creator = current_principal()
+            model = await tx.models.create(model_id, description, tags, creator.subject)
+            events = [
+                Event(
+                    "registered_model.created",
+                    model.resource_name,
+                    {"description": description, "tags": dict(tags)},
+                )
+            ]
+            # The creator owns what it creates, in the same transaction, so there is no
+            # moment when the model exists and nobody may manage it. The services' own
+            # principal creates on someone else's behalf and owns nothing.
+            if creator.method != "internal":
+                owner = (Binding(Role.OWNER, (f"user:{creator.subject}",)),)
+                await tx.policies.replace(model.resource_name, owner, creator.subject)
+                # Other processes drop the creator's cached roles on this event.
+                events.append(
                     Event(
-                        "registered_model.created",
+                        "iam_policy.updated",
                         model.resource_name,
-                        {"description": description, "tags": dict(tags)},
+                        {"bindings": bindings_data(owner)},
                     )
-                ]
-            )
+                )
+            await tx.publish(events)
             if key is not None:
                 await tx.remember(key, model.resource_name)
-            return model
+        # The creator's cached roles lack the new model until this process forgets them.
+        self._access_changed()
+        return model
 
     async def get(self, name: str) -> RegisteredModel:
         model_name = parse_model(name)
@@ -80,7 +102,7 @@ class RegisteredModelService:
 
     async def search(self, query: ListQuery) -> Page[RegisteredModel]:
         async with self._uow.read() as tx:
-            return await tx.models.search(query)
+            return await tx.models.search(query, readable=readable_models())
 
     async def update(
         self,
@@ -133,6 +155,8 @@ class RegisteredModelService:
             if new_id == current.name:
                 return current
             renamed = await tx.models.rename(current.name, new_id)
+            # Grants belong to the model, not to its name: they move with it.
+            await tx.policies.move(current.resource_name, renamed.resource_name)
             await tx.publish(
                 [
                     Event(
@@ -142,7 +166,8 @@ class RegisteredModelService:
                     )
                 ]
             )
-            return renamed
+        self._access_changed()
+        return renamed
 
     async def delete(self, name: str, etag_value: str, force: bool) -> int:
         """Deletes the model and its versions (hard delete; the versions' artifacts are
@@ -167,6 +192,8 @@ class RegisteredModelService:
                 raise NotFound(name, kind=KIND)
             check_etag(etag_value, current.revision, name)
             versions = await tx.models.delete(current.name)
+            # A model later created under the same name must not inherit these grants.
+            await tx.policies.delete(current.resource_name)
             events = [
                 Event(
                     "model_version.deleted",
@@ -179,4 +206,5 @@ class RegisteredModelService:
                 Event("registered_model.deleted", name, {"deleted_versions": len(versions)})
             )
             await tx.publish(events)
-            return len(versions)
+        self._access_changed()
+        return len(versions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import asyncpg
@@ -355,7 +356,16 @@ class ModelVersions:
         )
         return result != "DELETE 0"
 
-    async def search(self, model: str | None, query: ListQuery) -> Page[ModelVersion]:
+    async def search(
+        self, model: str | None, query: ListQuery, *, readable: Collection[str] | None = None
+    ) -> Page[ModelVersion]:
         scope = [("v.model_name = {}", model)] if model is not None else []
-        rows, token = await fetch_page(self._conn, self._tokens, LISTING, query, scope=scope)
+        rows, token = await fetch_page(
+            self._conn,
+            self._tokens,
+            LISTING,
+            query,
+            scope=scope,
+            readable=("v.model_name", readable),
+        )
         return Page(tuple(to_version(r) for r in rows), token)

@@ -3,7 +3,7 @@ one parameterised query, and the next token from the last row."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +46,15 @@ async def fetch_page(
     *,
     scope: Sequence[tuple[str, Any]] = (),
     extra_where: Sequence[str] = (),
+    readable: tuple[str, Collection[str] | None] | None = None,
 ) -> tuple[list[asyncpg.Record], str]:
     """Rows of one page and the next page token ("" on the last page). `scope` holds fixed
-    conditions (`"v.model_name = {}"`, value) that also bind the token to the parent."""
+    conditions (`"v.model_name = {}"`, value) that also bind the token to the parent.
+
+    `readable` is (model id column, the caller's readable model ids or None for all): rows of
+    other models are left out inside the query, so page sizes and tokens say nothing about
+    them. It is not part of the token's query fingerprint: a token carries only the last row
+    the caller was shown, and a grant changing while paging must not void it."""
     size = page_size(query.page_size)
     node = parse_filter(query.filter)
     keys: list[SortKey] = parse_order_by(
@@ -64,6 +70,8 @@ async def fetch_page(
     params = SqlParams()
     where = [template.format(params.add(value)) for template, value in scope]
     where.extend(extra_where)
+    if readable is not None and readable[1] is not None:
+        where.append(f"{readable[0]} = ANY({params.add(sorted(readable[1]))}::text[])")
     where.append(compile_filter(node, listing.fields, params))
     if last is not None:
         where.append(keyset_sql(keys, last, params))

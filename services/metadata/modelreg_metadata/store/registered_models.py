@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import asyncpg
@@ -164,6 +164,10 @@ class RegisteredModels:
         await self._conn.execute("DELETE FROM registered_models WHERE name = $1", name)
         return [r["version"] for r in versions]
 
-    async def search(self, query: ListQuery) -> Page[RegisteredModel]:
-        rows, token = await fetch_page(self._conn, self._tokens, LISTING, query)
+    async def search(
+        self, query: ListQuery, *, readable: Collection[str] | None = None
+    ) -> Page[RegisteredModel]:
+        rows, token = await fetch_page(
+            self._conn, self._tokens, LISTING, query, readable=("m.name", readable)
+        )
         return Page(tuple(to_model(r) for r in rows), token)

@@ -12,9 +12,11 @@ from modelreg_common import idempotency
 from modelreg_common.outbox import OutboxEvent, add_events
 from modelreg_common.page_tokens import PageTokens
 from modelreg_metadata.domain.models import Event, IdempotencyKey
+from modelreg_metadata.store.api_keys import ApiKeys
 from modelreg_metadata.store.experiments import Experiments
 from modelreg_metadata.store.lineage import Lineage
 from modelreg_metadata.store.model_versions import ModelVersions
+from modelreg_metadata.store.policies import Policies
 from modelreg_metadata.store.registered_models import RegisteredModels
 from modelreg_metadata.store.runs import Runs
 
@@ -27,6 +29,8 @@ class PgTx:
         self.experiments = Experiments(conn, tokens)
         self.runs = Runs(conn, tokens)
         self.lineage = Lineage(conn)
+        self.api_keys = ApiKeys(conn, tokens)
+        self.policies = Policies(conn)
 
     async def publish(self, events: Sequence[Event]) -> None:
         await add_events(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelreg.metadata.v1 import (
+    access_pb2,
     experiment_pb2,
     lineage_pb2,
     model_version_pb2,
@@ -15,6 +17,7 @@ from modelreg.metadata.v1 import (
     run_pb2,
     signature_pb2,
 )
+from modelreg_common.access import Role
 from modelreg_common.context import current_call
 from modelreg_common.errors import InvalidArgument
 from modelreg_common.idempotency import request_hash
@@ -336,3 +339,68 @@ def edge_to(edge: m.LineageEdge) -> lineage_pb2.LineageEdge:
         properties=dict(edge.properties),
         create_time=ts(edge.create_time),
     )
+
+
+# --- API keys and IAM policies ------------------------------------------------------------
+
+_ROLES = frozenset(int(r) for r in Role)
+
+
+def api_key_draft(proto: access_pb2.ApiKey) -> m.ApiKeyDraft:
+    return m.ApiKeyDraft(
+        display_name=proto.display_name,
+        principal=proto.principal,
+        groups=tuple(proto.groups),
+        expire_time=(
+            from_ts(proto.expire_time, "api_key.expire_time")
+            if proto.HasField("expire_time")
+            else None
+        ),
+    )
+
+
+def api_key_to(key: m.ApiKey) -> access_pb2.ApiKey:
+    return access_pb2.ApiKey(
+        name=key.resource_name,
+        display_name=key.display_name,
+        principal=key.principal,
+        groups=list(key.groups),
+        created_by=key.created_by,
+        create_time=ts(key.create_time),
+        expire_time=ts(key.expire_time),
+        revoke_time=ts(key.revoke_time),
+        secret_prefix=key.secret_prefix,
+    )
+
+
+def role_to(role: Role) -> access_pb2.Role.ValueType:
+    return access_pb2.Role.ValueType(role)
+
+
+def bindings_from(proto: access_pb2.IamPolicy) -> list[m.Binding]:
+    bindings = []
+    for i, binding in enumerate(proto.bindings):
+        if binding.role not in _ROLES:
+            raise InvalidArgument(f"policy.bindings[{i}].role", f"unknown role {binding.role}")
+        bindings.append(m.Binding(Role(binding.role), tuple(binding.members)))
+    return bindings
+
+
+def policy_to(policy: m.IamPolicy) -> access_pb2.IamPolicy:
+    return access_pb2.IamPolicy(
+        resource=policy.resource,
+        bindings=[
+            access_pb2.Binding(role=role_to(b.role), members=list(b.members))
+            for b in policy.bindings
+        ],
+        etag=etag(policy.revision),
+        update_time=ts(policy.update_time),
+        updated_by=policy.updated_by,
+    )
+
+
+def model_roles_to(roles: Mapping[str, Role]) -> list[access_pb2.ModelRole]:
+    return [
+        access_pb2.ModelRole(model=f"models/{model}", role=role_to(role))
+        for model, role in sorted(roles.items())
+    ]

@@ -8,6 +8,12 @@ from typing import Any
 from grpc import aio
 
 from modelreg.metadata.v1 import (
+    access_service_pb2 as acs,
+)
+from modelreg.metadata.v1 import (
+    access_service_pb2_grpc as acs_grpc,
+)
+from modelreg.metadata.v1 import (
     experiment_service_pb2 as es,
 )
 from modelreg.metadata.v1 import (
@@ -37,6 +43,7 @@ from modelreg.metadata.v1 import (
 from modelreg.metadata.v1 import (
     run_service_pb2_grpc as rs_grpc,
 )
+from modelreg_metadata.domain.access import AccessService
 from modelreg_metadata.domain.experiments import ExperimentService
 from modelreg_metadata.domain.lineage import LineageService
 from modelreg_metadata.domain.model_versions import ModelVersionService
@@ -367,4 +374,71 @@ class LineageServicer(ls_grpc.LineageServiceServicer):
         )
         return ls.CreateLineageEdgesResponse(
             nodes=[convert.node_to(n) for n in nodes], edges=[convert.edge_to(e) for e in edges]
+        )
+
+
+class AccessServicer(acs_grpc.AccessServiceServicer):
+    def __init__(self, service: AccessService) -> None:
+        self._service = service
+
+    async def CreateApiKey(
+        self, request: acs.CreateApiKeyRequest, context: Ctx
+    ) -> acs.CreateApiKeyResponse:
+        key, secret = await self._service.create_api_key(
+            convert.api_key_draft(request.api_key),
+            convert.idempotency_key(request.request_id, request),
+        )
+        return acs.CreateApiKeyResponse(api_key=convert.api_key_to(key), secret=secret or "")
+
+    async def GetApiKey(self, request: acs.GetApiKeyRequest, context: Ctx) -> acs.GetApiKeyResponse:
+        key = await self._service.get_api_key(request.name)
+        return acs.GetApiKeyResponse(api_key=convert.api_key_to(key))
+
+    async def ListApiKeys(
+        self, request: acs.ListApiKeysRequest, context: Ctx
+    ) -> acs.ListApiKeysResponse:
+        page = await self._service.list_api_keys(
+            request.principal,
+            request.show_revoked,
+            ListQuery(page_size=request.page_size, page_token=request.page_token),
+        )
+        return acs.ListApiKeysResponse(
+            api_keys=[convert.api_key_to(k) for k in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def RevokeApiKey(
+        self, request: acs.RevokeApiKeyRequest, context: Ctx
+    ) -> acs.RevokeApiKeyResponse:
+        key = await self._service.revoke_api_key(request.name)
+        return acs.RevokeApiKeyResponse(api_key=convert.api_key_to(key))
+
+    async def VerifyApiKey(
+        self, request: acs.VerifyApiKeyRequest, context: Ctx
+    ) -> acs.VerifyApiKeyResponse:
+        key = await self._service.verify_api_key(request.secret)
+        return acs.VerifyApiKeyResponse(api_key=convert.api_key_to(key))
+
+    async def GetIamPolicy(
+        self, request: acs.GetIamPolicyRequest, context: Ctx
+    ) -> acs.GetIamPolicyResponse:
+        policy = await self._service.get_policy(request.resource)
+        return acs.GetIamPolicyResponse(policy=convert.policy_to(policy))
+
+    async def SetIamPolicy(
+        self, request: acs.SetIamPolicyRequest, context: Ctx
+    ) -> acs.SetIamPolicyResponse:
+        policy = await self._service.set_policy(
+            request.resource, convert.bindings_from(request.policy), request.policy.etag
+        )
+        return acs.SetIamPolicyResponse(policy=convert.policy_to(policy))
+
+    async def ResolveAccess(
+        self, request: acs.ResolveAccessRequest, context: Ctx
+    ) -> acs.ResolveAccessResponse:
+        resolved = await self._service.resolve(request.subject, list(request.groups))
+        return acs.ResolveAccessResponse(
+            registry_role=convert.role_to(resolved.registry_role),
+            model_roles=convert.model_roles_to(resolved.model_roles),
+            resolve_time=convert.ts(resolved.resolve_time),
         )
