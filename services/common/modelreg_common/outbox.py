@@ -39,10 +39,11 @@ async def add_events(conn: Connection, events: Sequence[OutboxEvent]) -> None:
     call = current_call()
     actor = current_principal().subject
     request_id = call.request_id if call is not None else ""
+    peer = call.peer if call is not None else ""
     trace = inject_trace_context()
     await conn.executemany(
-        "INSERT INTO outbox (id, type, subject, actor, request_id, data, trace_context)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO outbox (id, type, subject, actor, request_id, data, trace_context, peer)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [
             (
                 e.id,
@@ -52,6 +53,7 @@ async def add_events(conn: Connection, events: Sequence[OutboxEvent]) -> None:
                 e.request_id if e.request_id is not None else request_id,
                 dict(e.data),
                 trace,
+                peer,
             )
             for e in events
         ],

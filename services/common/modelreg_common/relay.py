@@ -134,6 +134,7 @@ def _event(row: asyncpg.Record, source: str) -> event_pb2.Event:
         request_id=row["request_id"],
         data=_struct(row["data"]),
         trace_context={str(k): str(v) for k, v in (trace or {}).items()},
+        peer=row["peer"],
     )
 
 
@@ -208,7 +209,7 @@ class OutboxRelay:
                 """
                 WITH claimed AS (
                     SELECT seq, id, type, subject, actor, request_id, data, trace_context,
-                           occurred_at
+                           occurred_at, peer
                     FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1
                     FOR UPDATE SKIP LOCKED
                 )

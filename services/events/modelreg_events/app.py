@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from grpc import aio
 
-from modelreg.events.v1 import event_service_pb2_grpc, webhook_service_pb2_grpc
+from modelreg.events.v1 import (
+    event_service_pb2_grpc,
+    usage_service_pb2_grpc,
+    webhook_service_pb2_grpc,
+)
+from modelreg_common.logs import get_logger
 from modelreg_common.server import ServiceRuntime, ServiceSpec
 from modelreg_events.delivery import DeliveryWorkers
 from modelreg_events.domain.events import EventsService
+from modelreg_events.domain.usage import UsageService
 from modelreg_events.domain.webhooks import WebhooksService
 from modelreg_events.settings import EventsSettings
 from modelreg_events.store.events import EventStore
 from modelreg_events.store.http_sender import HttpSender
 from modelreg_events.store.notifier import LogNotifier
+from modelreg_events.store.usage import UsageStore
 from modelreg_events.store.webhooks import WebhookStore
 from modelreg_events.transport.servicers import EventServicer, WebhookServicer
+from modelreg_events.transport.usage import UsageServicer
 
 EVENT_SERVICE = "modelreg.events.v1.EventService"
 WEBHOOK_SERVICE = "modelreg.events.v1.WebhookService"
+USAGE_SERVICE = "modelreg.events.v1.UsageService"
+
+log = get_logger("modelreg.events")
 
 
 class EventsComponent:
@@ -46,11 +60,16 @@ class EventsComponent:
             default_overlap_seconds=settings.default_rotation_overlap_seconds,
         )
         self.workers = DeliveryWorkers(self.webhook_store, self.sender, self.notifier, settings)
+        self.usage = UsageService(
+            UsageStore(runtime.pool),
+            batch_retention=timedelta(hours=settings.usage_batch_retention_hours),
+        )
         self._tokens = runtime.page_tokens
+        self._cleanup: asyncio.Task[None] | None = None
 
     @property
     def service_names(self) -> Sequence[str]:
-        return [EVENT_SERVICE, WEBHOOK_SERVICE]
+        return [EVENT_SERVICE, WEBHOOK_SERVICE, USAGE_SERVICE]
 
     def register(self, server: aio.Server) -> None:
         event_service_pb2_grpc.add_EventServiceServicer_to_server(
@@ -59,12 +78,34 @@ class EventsComponent:
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
             WebhookServicer(self.webhooks, self._tokens), server
         )
+        usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
+            UsageServicer(self.usage, self._tokens), server
+        )
+
+    async def _forget_usage_batches(self) -> None:
+        # Every replica sweeps; the deletes are idempotent and cheap when there is nothing old.
+        while True:
+            try:
+                forgotten = await self.usage.forget_batches(datetime.now(UTC))
+                if forgotten:
+                    log.info("usage.batches_forgotten", count=forgotten)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("usage.cleanup_failed", error=str(exc)[:300])
+            await asyncio.sleep(self.settings.usage_cleanup_interval_seconds)
 
     async def start(self) -> None:
         self.notifier.start(await self.log.last_sequence())
         self.workers.start()
+        self._cleanup = asyncio.create_task(self._forget_usage_batches(), name="usage-cleanup")
 
     async def stop(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup
+            self._cleanup = None
         await self.workers.stop()
         await self.notifier.stop()
         await self.sender.close()

@@ -27,3 +27,7 @@ class EventsSettings(BaseSettings):
     subscribe_page_size: int = Field(default=200, ge=1, le=1000)
     max_webhooks: int = Field(default=1000, ge=1)
     default_rotation_overlap_seconds: float = Field(default=86400.0, ge=0)
+    # RecordUsage's applied batch ids are kept this long, so a flush retried within it counts
+    # once; an hourly sweep deletes older ones.
+    usage_batch_retention_hours: float = Field(default=168.0, gt=0)
+    usage_cleanup_interval_seconds: float = Field(default=3600.0, gt=0)

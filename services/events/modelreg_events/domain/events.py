@@ -13,6 +13,7 @@ from modelreg_events.domain.ports import EventLog, Wakeups
 
 MAX_PUBLISH_BATCH = 1000
 MAX_SUBJECT = 1024
+MAX_PEER = 512
 
 
 def parse_event_name(name: str, field: str) -> uuid.UUID:
@@ -39,6 +40,8 @@ def check_new_events(events: Sequence[NewEvent]) -> None:
             raise InvalidArgument(
                 f"events[{i}].subject", f"is required, at most {MAX_SUBJECT} characters"
             )
+        if len(e.peer) > MAX_PEER:
+            raise InvalidArgument(f"events[{i}].peer", f"at most {MAX_PEER} characters")
 
 
 class EventsService:
@@ -59,21 +62,41 @@ class EventsService:
             self._wakeups.announce(max(sequences))
         return sequences
 
-    async def get(self, event_id: uuid.UUID) -> EventRecord:
-        event = await self._log.get(event_id)
+    async def get(
+        self, event_id: uuid.UUID, *, readable: frozenset[str] | None = None
+    ) -> EventRecord:
+        """The event, if the caller may read its model (`readable`: None for every model).
+        A hidden event is NOT_FOUND, so its existence is not revealed."""
+        event = await self._log.get(event_id, readable=readable)
         if event is None:
             raise NotFound(f"events/{event_id}", kind="event")
         return event
 
     async def list_events(
-        self, flt: EventFilter, *, after: int | None, limit: int, descending: bool
+        self,
+        flt: EventFilter,
+        *,
+        after: int | None,
+        limit: int,
+        descending: bool,
+        readable: frozenset[str] | None = None,
     ) -> list[EventRecord]:
-        return await self._log.page(flt, after=after, limit=limit, descending=descending)
+        return await self._log.page(
+            flt, after=after, limit=limit, descending=descending, readable=readable
+        )
 
     async def subscribe(
-        self, flt: EventFilter, *, after: int, from_now: bool
+        self,
+        flt: EventFilter,
+        *,
+        after: int,
+        from_now: bool,
+        readable: frozenset[str] | None = None,
     ) -> AsyncIterator[EventRecord]:
         """Matching events with sequence > `after` (or from the end of the log), forever.
+
+        `readable` (the caller's readable models, fixed for the life of the stream; None for
+        all) narrows both the catch-up and the live tail in the query itself.
 
         Reads pages from the database and yields one event at a time, so memory stays at one
         page however far behind the subscriber is; the transport's flow control makes a slow
@@ -85,7 +108,7 @@ class EventsService:
             # short page comes back the cursor may skip to it: filtered-out ranges are not
             # scanned again.
             announced = self._wakeups.latest
-            page = await self._log.page(flt, after=cursor, limit=self._page_size)
+            page = await self._log.page(flt, after=cursor, limit=self._page_size, readable=readable)
             for event in page:
                 yield event
                 cursor = event.sequence

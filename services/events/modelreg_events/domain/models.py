@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 WebhookState = Literal["ACTIVE", "DISABLED"]
 DeliveryState = Literal["PENDING", "SUCCEEDED", "DEAD_LETTER"]
+UsageKind = Literal["DOWNLOAD", "ALIAS_RESOLUTION"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class NewEvent:
     data: dict[str, Any]
     trace_context: dict[str, str]
     occurred_at: datetime
+    # The network peer of the producing call (audit); '' when the change came from no RPC.
+    peer: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class EventRecord:
     trace_context: dict[str, str]
     occurred_at: datetime
     published_at: datetime
+    peer: str = ""
 
     @property
     def name(self) -> str:
@@ -144,3 +148,51 @@ class SendResult:
     @property
     def ok(self) -> bool:
         return 200 <= self.status_code < 300 and not self.error
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    model: str
+    version: int
+    principal: str
+    kind: UsageKind
+    hour_start: datetime
+    count: int
+
+    @property
+    def model_version(self) -> str:
+        return f"models/{self.model}/versions/{self.version}"
+
+
+@dataclass(frozen=True)
+class UsageParent:
+    """`models/{model}` (every version) or `models/{model}/versions/{version}`."""
+
+    model: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        base = f"models/{self.model}"
+        return base if self.version is None else f"{base}/versions/{self.version}"
+
+
+@dataclass(frozen=True)
+class UsageKey:
+    """The position of a row in ListUsage's order (hour, version, principal, kind; all
+    descending): a page token's content."""
+
+    hour_start: datetime
+    version: int
+    principal: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class NewUsage:
+    """One record as a service sends it, before it is checked."""
+
+    model_version: str
+    principal: str
+    kind: UsageKind | None
+    hour_start: datetime | None
+    count: int

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from modelreg_common.filters import Node
 from modelreg_events.domain.filters import EventFilter
 from modelreg_events.domain.models import (
     Delivery,
@@ -16,6 +17,9 @@ from modelreg_events.domain.models import (
     Idempotency,
     NewEvent,
     SendResult,
+    UsageKey,
+    UsageParent,
+    UsageRecord,
     Webhook,
     WebhookPatch,
 )
@@ -23,10 +27,18 @@ from modelreg_events.domain.models import (
 
 class EventLog(Protocol):
     async def append(self, events: Sequence[NewEvent]) -> list[int]: ...
-    async def get(self, event_id: uuid.UUID) -> EventRecord | None: ...
+    async def get(
+        self, event_id: uuid.UUID, *, readable: frozenset[str] | None = None
+    ) -> EventRecord | None: ...
     async def last_sequence(self) -> int: ...
     async def page(
-        self, flt: EventFilter, *, after: int | None, limit: int, descending: bool = False
+        self,
+        flt: EventFilter,
+        *,
+        after: int | None,
+        limit: int,
+        descending: bool = False,
+        readable: frozenset[str] | None = None,
     ) -> list[EventRecord]: ...
 
 
@@ -63,6 +75,7 @@ class WebhookRepository(Protocol):
         state: DeliveryState | None,
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
+        readable: frozenset[str] | None = None,
     ) -> list[Delivery]: ...
     async def get_delivery(self, delivery_id: uuid.UUID) -> Delivery: ...
     async def redeliver(self, webhook_id: str, event_id: uuid.UUID) -> uuid.UUID: ...
@@ -75,3 +88,14 @@ class WebhookRepository(Protocol):
 
 class Sender(Protocol):
     async def send(self, url: str, headers: dict[str, str], body: bytes) -> SendResult: ...
+
+
+class UsageRepository(Protocol):
+    async def add(self, batch_id: str, records: Sequence[UsageRecord]) -> bool:
+        """Add the counts unless `batch_id` was applied before; whether they were added."""
+        ...
+
+    async def page(
+        self, parent: UsageParent, flt: Node | None, *, after: UsageKey | None, limit: int
+    ) -> list[UsageRecord]: ...
+    async def forget_batches(self, *, before: datetime) -> int: ...

@@ -167,8 +167,11 @@ class WebhooksService:
         state: DeliveryState | None,
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
+        readable: frozenset[str] | None = None,
     ) -> list[Delivery]:
-        return await self._repo.list_deliveries(webhook_id, state=state, after=after, limit=limit)
+        return await self._repo.list_deliveries(
+            webhook_id, state=state, after=after, limit=limit, readable=readable
+        )
 
     async def redeliver(self, webhook_id: str, event_id: uuid.UUID) -> Delivery:
         delivery_id = await self._repo.redeliver(webhook_id, event_id)

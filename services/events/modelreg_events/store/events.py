@@ -24,7 +24,7 @@ _APPEND_LOCK = 0x6D6F64656C726567  # "modelreg": one key for the whole log
 
 _COLUMNS = (
     "sequence, id, source, type, subject, actor, request_id, data, trace_context,"
-    " occurred_at, published_at"
+    " occurred_at, published_at, peer"
 )
 
 # The filterable fields; SQL written here, never taken from the filter text.
@@ -36,6 +36,7 @@ EVENT_FIELDS: grammar.Fields = {
     "request_id": grammar.Field("request_id"),
     "time": grammar.Field("occurred_at", grammar.FieldType.TIMESTAMP),
     "sequence": grammar.Field("sequence", grammar.FieldType.INTEGER),
+    "peer": grammar.Field("peer"),
 }
 
 
@@ -52,6 +53,7 @@ def record(row: asyncpg.Record) -> EventRecord:
         trace_context=row["trace_context"],
         occurred_at=row["occurred_at"],
         published_at=row["published_at"],
+        peer=row["peer"],
     )
 
 
@@ -59,6 +61,21 @@ def compile_filter(flt: EventFilter, params: grammar.SqlParams) -> str:
     """An SQL condition for `flt` (InvalidArgument on `filter` for an unknown field or a
     value of the wrong type); its values go to `params`."""
     return grammar.compile_filter(flt.node, EVENT_FIELDS, params)
+
+
+def readable_sql(readable: frozenset[str] | None, params: grammar.SqlParams, subject: str) -> str:
+    """An SQL condition keeping events about the `readable` models (None: every event).
+
+    Only `models/{m}` and `models/{m}/...` subjects belong to a model; registry-wide events
+    (experiments, API keys, policies) are hidden from a caller who cannot read every model.
+    """
+    if readable is None:
+        return "TRUE"
+    models = params.add(sorted(readable))
+    return (
+        f"(starts_with({subject}, 'models/')"
+        f" AND split_part({subject}, '/', 2) = any({models}::text[]))"
+    )
 
 
 class EventStore:
@@ -76,14 +93,14 @@ class EventStore:
             rows = await conn.fetch(
                 """
                 INSERT INTO events (id, source, type, subject, actor, request_id, data,
-                                    trace_context, occurred_at)
+                                    trace_context, occurred_at, peer)
                 SELECT id, source, type, subject, actor, request_id, data::jsonb,
-                       trace_context::jsonb, occurred_at
+                       trace_context::jsonb, occurred_at, peer
                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                            $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+                            $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])
                      WITH ORDINALITY
                      AS e(id, source, type, subject, actor, request_id, data, trace_context,
-                          occurred_at, ord)
+                          occurred_at, peer, ord)
                 ORDER BY ord
                 ON CONFLICT (id) DO NOTHING
                 RETURNING sequence, id
@@ -97,6 +114,7 @@ class EventStore:
                 [json.dumps(e.data) for e in events],
                 [json.dumps(e.trace_context) for e in events],
                 [e.occurred_at for e in events],
+                [e.peer for e in events],
             )
             if not rows:
                 return [0] * len(events)
@@ -120,8 +138,14 @@ class EventStore:
             await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(sequences[-1]))
         return [new.get(e.id, 0) for e in events]
 
-    async def get(self, event_id: uuid.UUID) -> EventRecord | None:
-        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM events WHERE id = $1", event_id)
+    async def get(
+        self, event_id: uuid.UUID, *, readable: frozenset[str] | None = None
+    ) -> EventRecord | None:
+        params = grammar.SqlParams([event_id])
+        visible = readable_sql(readable, params, "subject")
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM events WHERE id = $1 AND {visible}", *params.values
+        )
         return record(row) if row is not None else None
 
     async def last_sequence(self) -> int:
@@ -129,10 +153,16 @@ class EventStore:
         return int(value)
 
     async def page(
-        self, flt: EventFilter, *, after: int | None, limit: int, descending: bool = False
+        self,
+        flt: EventFilter,
+        *,
+        after: int | None,
+        limit: int,
+        descending: bool = False,
+        readable: frozenset[str] | None = None,
     ) -> list[EventRecord]:
         params = grammar.SqlParams()
-        clauses = [compile_filter(flt, params)]
+        clauses = [compile_filter(flt, params), readable_sql(readable, params, "subject")]
         if after is not None:
             clauses.append(f"sequence {'<' if descending else '>'} {params.add(after)}")
         limit_param = params.add(limit)

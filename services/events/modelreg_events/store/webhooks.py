@@ -10,6 +10,7 @@ import asyncpg
 
 from modelreg_common import idempotency as idempotency_keys
 from modelreg_common.errors import Aborted, AlreadyExists, EtagMismatch, LimitExceeded, NotFound
+from modelreg_common.filters import SqlParams
 from modelreg_events.domain.models import (
     Attempt,
     Delivery,
@@ -21,7 +22,7 @@ from modelreg_events.domain.models import (
     WebhookPatch,
 )
 from modelreg_events.store.events import _COLUMNS as _EVENT_COLUMNS
-from modelreg_events.store.events import NOTIFY_CHANNEL, record
+from modelreg_events.store.events import NOTIFY_CHANNEL, readable_sql, record
 
 _WEBHOOK_COLUMNS = (
     "id, url, event_types, models, state, description, revision, created_at, updated_at,"
@@ -237,8 +238,13 @@ class WebhookStore:
         state: DeliveryState | None,
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
+        readable: frozenset[str] | None = None,
     ) -> list[Delivery]:
         await self.get(webhook_id)
+        params = SqlParams(
+            [webhook_id, state, after[0] if after else None, after[1] if after else None, limit]
+        )
+        visible = readable_sql(readable, params, "e.subject")
         rows = await self._pool.fetch(
             f"""
             SELECT {_DELIVERY_COLUMNS}
@@ -246,14 +252,11 @@ class WebhookStore:
             WHERE d.webhook_id = $1
               AND ($2::text IS NULL OR d.state = $2)
               AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4::uuid))
+              AND {visible}
             ORDER BY d.created_at DESC, d.id DESC
             LIMIT $5
             """,
-            webhook_id,
-            state,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit,
+            *params.values,
         )
         ids = [r["id"] for r in rows]
         attempts: dict[uuid.UUID, list[Attempt]] = {i: [] for i in ids}

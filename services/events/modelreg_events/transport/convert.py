@@ -8,14 +8,28 @@ from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
-from modelreg.events.v1 import event_pb2, webhook_pb2
+from modelreg.events.v1 import event_pb2, usage_pb2, webhook_pb2
 from modelreg_common.errors import InvalidArgument
-from modelreg_events.domain.models import Delivery, EventRecord, NewEvent, Webhook, WebhookState
+from modelreg_events.domain.models import (
+    Delivery,
+    EventRecord,
+    NewEvent,
+    NewUsage,
+    UsageKind,
+    UsageRecord,
+    Webhook,
+    WebhookState,
+)
 
 _WEBHOOK_STATES: dict[int, WebhookState] = {
     webhook_pb2.WEBHOOK_STATE_ACTIVE: "ACTIVE",
     webhook_pb2.WEBHOOK_STATE_DISABLED: "DISABLED",
 }
+_USAGE_KINDS: dict[usage_pb2.UsageKind.ValueType, UsageKind] = {
+    usage_pb2.USAGE_KIND_DOWNLOAD: "DOWNLOAD",
+    usage_pb2.USAGE_KIND_ALIAS_RESOLUTION: "ALIAS_RESOLUTION",
+}
+_USAGE_KIND_VALUES = {name: value for value, name in _USAGE_KINDS.items()}
 _DELIVERY_STATES = {
     "PENDING": webhook_pb2.DELIVERY_STATE_PENDING,
     "SUCCEEDED": webhook_pb2.DELIVERY_STATE_SUCCEEDED,
@@ -51,6 +65,7 @@ def event_to_proto(e: EventRecord) -> event_pb2.Event:
         data=data,
         trace_context=e.trace_context,
         publish_time=timestamp(e.published_at),
+        peer=e.peer,
     )
 
 
@@ -71,6 +86,7 @@ def event_from_proto(p: event_pb2.Event, source: str, index: int) -> NewEvent:
         data=data,
         trace_context=dict(p.trace_context),
         occurred_at=p.time.ToDatetime(UTC) if p.HasField("time") else datetime.now(UTC),
+        peer=p.peer,
     )
 
 
@@ -129,3 +145,24 @@ def delivery_to_proto(d: Delivery) -> webhook_pb2.Delivery:
     if d.state == "PENDING":
         p.next_attempt_time.CopyFrom(timestamp(d.next_attempt_at))
     return p
+
+
+def usage_from_proto(p: usage_pb2.UsageRecord) -> NewUsage:
+    """Unknown kinds and a missing hour become None, for the domain to name the field."""
+    return NewUsage(
+        model_version=p.model_version,
+        principal=p.principal,
+        kind=_USAGE_KINDS.get(p.kind),
+        hour_start=p.hour_start_time.ToDatetime(UTC) if p.HasField("hour_start_time") else None,
+        count=p.count,
+    )
+
+
+def usage_to_proto(r: UsageRecord) -> usage_pb2.UsageRecord:
+    return usage_pb2.UsageRecord(
+        model_version=r.model_version,
+        principal=r.principal,
+        kind=_USAGE_KIND_VALUES[r.kind],
+        hour_start_time=timestamp(r.hour_start),
+        count=r.count,
+    )

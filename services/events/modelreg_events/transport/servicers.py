@@ -15,6 +15,7 @@ from modelreg.events.v1 import (
     webhook_service_pb2,
     webhook_service_pb2_grpc,
 )
+from modelreg_common.access import readable_models
 from modelreg_common.context import current_principal
 from modelreg_common.errors import InvalidArgument
 from modelreg_common.idempotency import request_hash
@@ -73,7 +74,7 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         last = self._tokens.decode(request.page_token, query)
         after = int(last[0]) if last else None
         events = await self._service.list_events(
-            flt, after=after, limit=limit + 1, descending=descending
+            flt, after=after, limit=limit + 1, descending=descending, readable=readable_models()
         )
         token = ""
         if len(events) > limit:
@@ -86,7 +87,9 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
     async def GetEvent(
         self, request: event_service_pb2.GetEventRequest, context: Context
     ) -> event_service_pb2.GetEventResponse:
-        event = await self._service.get(parse_event_name(request.name, "name"))
+        event = await self._service.get(
+            parse_event_name(request.name, "name"), readable=readable_models()
+        )
         return event_service_pb2.GetEventResponse(event=convert.event_to_proto(event))
 
     async def Subscribe(
@@ -95,8 +98,10 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         flt = parse_filter(request.filter)
         if request.after_sequence < 0:
             raise InvalidArgument("after_sequence", "must not be negative")
+        # Read once, while the call's access is bound: the stream keeps what it was opened with.
+        readable = readable_models()
         async for event in self._service.subscribe(
-            flt, after=request.after_sequence, from_now=request.from_now
+            flt, after=request.after_sequence, from_now=request.from_now, readable=readable
         ):
             yield event_service_pb2.SubscribeResponse(event=convert.event_to_proto(event))
 
@@ -242,7 +247,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         last = self._tokens.decode(request.page_token, query)
         after = (datetime.fromisoformat(last[0]), uuid.UUID(last[1])) if last else None
         deliveries = await self._service.list_deliveries(
-            webhook_id, state=state, after=after, limit=limit + 1
+            webhook_id, state=state, after=after, limit=limit + 1, readable=readable_models()
         )
         token = ""
         if len(deliveries) > limit:
