@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from modelreg_common.client_certs import ClientCertificates
@@ -87,7 +87,7 @@ class Authenticator:
     async def authenticate(
         self,
         authorization: str | None,
-        auth_context: Mapping[str, Sequence[bytes]] | None = None,
+        auth_context: Mapping[str, Iterable[bytes]] | None = None,
     ) -> Principal:
         """A bearer token wins when present (a service holding a client certificate may still
         call on behalf of a user); else a verified client certificate; else local mode."""

@@ -9,12 +9,12 @@ verified the chain against the server's client CA, e.g. (grpcio 1.85, values are
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from modelreg_common.context import Principal
 
-AuthContext = Mapping[str, Sequence[bytes]]
+AuthContext = Mapping[str, Iterable[bytes]]
 ClientPrincipalMode = Literal["san", "cn", "off"]
 
 
