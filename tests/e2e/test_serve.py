@@ -50,7 +50,12 @@ def home(tmp_path: Path) -> Path:
 
 def serve(home: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
-    env.update(MODELREG_HOME=str(home), MODELREG_LISTEN=f"127.0.0.1:{port}")
+    # A free port for the web UI too, so that no two servers (or a developer's) fight over 8080.
+    env.update(
+        MODELREG_HOME=str(home),
+        MODELREG_LISTEN=f"127.0.0.1:{port}",
+        MODELREG_WEB_LISTEN="127.0.0.1:0",
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "modelreg_server", "serve"],
         env=env,

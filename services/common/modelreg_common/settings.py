@@ -128,6 +128,8 @@ class Settings(BaseSettings):
 
     home: Path = Path(".modelreg")
     listen: str = "127.0.0.1:50051"
+    # host:port of the web UI and its grpc-web gateway (`modelreg serve`); empty turns it off.
+    web_listen: str = "127.0.0.1:8080"
     # Unset: an embedded PostgreSQL under `home` is started and used.
     database_url: SecretStr | None = None
     pool_min_size: int = Field(default=1, ge=0)

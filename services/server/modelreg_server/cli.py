@@ -5,22 +5,70 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 
 from modelreg.client import cli as client_cli
 from modelreg_common import __version__
-from modelreg_common.logs import configure_logging
+from modelreg_common.logs import configure_logging, get_logger
 from modelreg_common.server import RegistryServer, migrate_services
 from modelreg_common.settings import Settings
 from modelreg_server.catalog import SERVICES, load_specs
 from modelreg_server.database import database
+from modelreg_server.web import WebGateway, loopback_target
+
+log = get_logger("modelreg.server")
+
+
+def _web_reason_off(settings: Settings, services: Sequence[str] | None) -> str | None:
+    """Why this process serves no web UI, or None when it does."""
+    if not settings.web_listen:
+        return "MODELREG_WEB_LISTEN is empty"
+    if services is not None and set(services) != set(SERVICES):
+        # The UI needs every service; one replica of a split deployment is not its home.
+        return "not every service runs in this process"
+    if settings.tls.cert_file is not None:
+        # The gateway has no client certificate and no name to check the server's against on
+        # loopback; a TLS deployment serves the UI through its own ingress instead.
+        return "TLS is configured on the gRPC port"
+    return None
 
 
 async def _serve(settings: Settings, services: Sequence[str] | None) -> None:
     specs = load_specs(services)
     async with database(settings) as dsn:
-        await RegistryServer(settings, specs, dsn).serve_until_signal()
+        server = RegistryServer(settings, specs, dsn)
+        reason = _web_reason_off(settings, services)
+        if reason is not None:
+            log.info("web.off", reason=reason)
+            await server.serve_until_signal()
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start()
+        # The gateway forwards to this process's own gRPC port, known once it is bound.
+        gateway = WebGateway(
+            settings,
+            lambda: loopback_target(settings.listen, server.port),
+            authenticator=server.authenticator,
+        )
+        try:
+            try:
+                await gateway.start()
+            except OSError as exc:
+                if "web_listen" in settings.model_fields_set:
+                    raise
+                # Only the default port was taken (another registry, a dev server): the
+                # registry itself is still useful, so say so loudly and go on without the UI.
+                log.error("web.unavailable", listen=settings.web_listen, error=str(exc))
+            await stop.wait()
+        finally:
+            log.info("server.stopping")
+            await gateway.stop()
+            await server.stop()
 
 
 async def _migrate(settings: Settings, services: Sequence[str] | None) -> None:
