@@ -160,7 +160,7 @@ async def test_list_and_pages_show_only_readable_models(log) -> None:
         pages = 0
         while True:
             reply = await servicer.ListEvents(
-                event_service_pb2.ListEventsRequest(page_size=1, page_token=token), None
+                event_service_pb2.ListEventsRequest(page_size=1, page_token=token), NO_CONTEXT
             )
             seen.extend(e.subject for e in reply.events)
             pages += 1
@@ -171,7 +171,7 @@ async def test_list_and_pages_show_only_readable_models(log) -> None:
         assert seen == VISIBLE
         assert pages == len(VISIBLE)
         filtered = await servicer.ListEvents(
-            event_service_pb2.ListEventsRequest(filter='subject = "models/*"'), None
+            event_service_pb2.ListEventsRequest(filter='subject = "models/*"'), NO_CONTEXT
         )
         assert [e.subject for e in filtered.events] == VISIBLE
     with reader_of():
@@ -188,13 +188,13 @@ async def test_get_of_a_hidden_event_is_not_found(log) -> None:
     with reader_of("fraud"):
         got = await servicer.GetEvent(
             event_service_pb2.GetEventRequest(name=f"events/{ids['models/fraud/versions/1']}"),
-            None,
+            NO_CONTEXT,
         )
         assert got.event.subject == "models/fraud/versions/1"
         for subject in HIDDEN:
             with pytest.raises(NotFound):
                 await servicer.GetEvent(
-                    event_service_pb2.GetEventRequest(name=f"events/{ids[subject]}"), None
+                    event_service_pb2.GetEventRequest(name=f"events/{ids[subject]}"), NO_CONTEXT
                 )
 
 
