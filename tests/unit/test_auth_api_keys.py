@@ -243,10 +243,14 @@ async def test_metadata_down_is_unavailable(peer: Peer) -> None:
         await channel.close()
 
 
-async def test_authenticator_with_api_keys(peer: Peer) -> None:
-    authenticator = Authenticator.from_settings(AuthSettings(mode="token"))
-    authenticator.add_verifier(verifier(peer))
+async def test_authenticator_with_api_keys_from_settings(peer: Peer) -> None:
+    settings = AuthSettings(mode="token", api_key_cache_seconds=0)
+    authenticator = Authenticator.from_settings(settings)
+    authenticator.add_verifier(ApiKeyVerifier.from_settings(settings, lambda: peer.channel, 2.0))
     principal = await authenticator.authenticate(f"Bearer {GOOD}")
     assert (principal.subject, principal.method) == ("ci-bot", "api_key")
     with pytest.raises(Unauthenticated, match="API key is not valid"):
         await authenticator.authenticate("Bearer mrk_nope")
+    # A cache time of 0 asks metadata every time.
+    await authenticator.authenticate(f"Bearer {GOOD}")
+    assert len(peer.access.asked) == 3

@@ -22,6 +22,7 @@ from modelreg.metadata.v1 import access_service_pb2, access_service_pb2_grpc
 from modelreg_common.context import Principal
 from modelreg_common.errors import Unauthenticated, Unavailable
 from modelreg_common.logs import get_logger
+from modelreg_common.settings import AuthSettings
 
 log = get_logger("modelreg.auth.api_keys")
 
@@ -65,6 +66,17 @@ class ApiKeyVerifier:
         # Bumped by clear(): an answer that was in flight while keys were revoked is not cached.
         self._generation = 0
         self.lookups = 0
+
+    @classmethod
+    def from_settings(
+        cls, settings: AuthSettings, channel_factory: Callable[[], aio.Channel], timeout: float
+    ) -> ApiKeyVerifier:
+        return cls(
+            channel_factory,
+            timeout,
+            cache_seconds=settings.api_key_cache_seconds,
+            max_entries=settings.api_key_cache_size,
+        )
 
     def clear(self) -> None:
         self._cache.clear()
