@@ -1,8 +1,8 @@
 """The `modelreg` client commands: models, versions, alias, requests, deployments, events,
-webhooks, audit. Human tables by default, `--json` for scripts. The exit code is the gRPC
-status code number of a refused call (5 NOT_FOUND, 9 FAILED_PRECONDITION, ...), 0 on success;
-a usage mistake is 3 (INVALID_ARGUMENT), a local file that is missing 5, a digest mismatch 15
-(DATA_LOSS).
+webhooks, audit, keys (API keys) and policy (access grants). Human tables by default, `--json`
+for scripts. The exit code is the gRPC status code number of a refused call (5 NOT_FOUND,
+9 FAILED_PRECONDITION, ...), 0 on success; a usage mistake is 3 (INVALID_ARGUMENT), a local
+file that is missing 5, a digest mismatch 15 (DATA_LOSS).
 
     modelreg models list --target 127.0.0.1:50051
     MODELREG_TOKEN=... modelreg versions register fraud ./model --run experiments/e/runs/r1
@@ -15,18 +15,20 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TextIO
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelreg.client.audit import build_report, render_markdown
-from modelreg.client.errors import RegistryError
+from modelreg.client.errors import AbortedError, RegistryError
 from modelreg.client.helpers import DigestMismatch, model_name, version_name
 from modelreg.client.registry import Registry
 from modelreg.lifecycle.v1 import deployment_pb2, transition_request_pb2
-from modelreg.metadata.v1 import lineage_pb2
+from modelreg.metadata.v1 import access_pb2, lineage_pb2
 
 COMMANDS = (
     "models",
@@ -40,6 +42,8 @@ COMMANDS = (
     "events",
     "webhooks",
     "audit",
+    "keys",
+    "policy",
 )
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
@@ -482,6 +486,128 @@ def audit_report(r: Registry, out: Output, a: argparse.Namespace) -> None:
         out.line(text)
 
 
+KEY_COLUMNS = [
+    "name", "display_name", "principal", "groups", "secret_prefix", "create_time",
+    "expire_time", "revoke_time",
+]  # fmt: skip
+
+
+def keys_create(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    key = access_pb2.ApiKey(display_name=a.name, principal=a.principal, groups=a.group or [])
+    if a.expires_in_days is not None:
+        if a.expires_in_days <= 0:
+            raise UsageError("--expires-in-days must be a positive number of days")
+        expires = Timestamp()
+        expires.FromDatetime(datetime.now(UTC) + timedelta(days=a.expires_in_days))
+        key.expire_time.CopyFrom(expires)
+    reply = r.metadata.create_api_key(api_key=key)
+    if not reply.secret:
+        # The create committed but its answer was lost, and the retry got the record only:
+        # the secret is shown once, so this key can never be used.
+        raise UsageError(
+            f"{reply.api_key.name} was created but its secret was lost in transit; "
+            f"revoke it (modelreg keys revoke {reply.api_key.name}) and create another"
+        )
+    if out.as_json:
+        out.message(reply)
+        return
+    out.message(reply.api_key, KEY_COLUMNS)
+    out.line(f"secret         {reply.secret}")
+    out.line("(shown once: store it now; send it as 'authorization: Bearer <secret>')")
+
+
+def keys_list(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    items = _pages(
+        r.metadata.list_api_keys, "api_keys", a.limit,
+        principal=a.principal, show_revoked=a.all, page_size=min(a.limit or 1000, 1000),
+    )  # fmt: skip
+    out.table(items, KEY_COLUMNS)
+
+
+def _key_name(text: str) -> str:
+    return text if text.startswith("apiKeys/") else f"apiKeys/{text}"
+
+
+def keys_revoke(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    key = r.metadata.revoke_api_key(name=_key_name(a.key)).api_key
+    if out.as_json:
+        out.message(key)
+    else:
+        out.line(f"revoked {key.name} ({key.principal})")
+
+
+def _policy_resource(text: str) -> str:
+    return "registry" if text == "registry" else model_name(text)
+
+
+def _role(text: str) -> access_pb2.Role.ValueType:
+    try:
+        return access_pb2.Role.Value(f"ROLE_{text.strip().upper()}")
+    except ValueError:
+        raise UsageError(
+            f"unknown role {text!r}; roles: viewer, editor, approver, owner, admin"
+        ) from None
+
+
+def _show_policy(out: Output, policy: access_pb2.IamPolicy) -> None:
+    if out.as_json:
+        out.message(policy)
+        return
+    out.line(f"{policy.resource}  etag {policy.etag}")
+    out.table(policy.bindings, ["role", "members"], strip=["ROLE_"])
+
+
+def policy_get(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    _show_policy(out, r.metadata.get_iam_policy(resource=_policy_resource(a.resource)).policy)
+
+
+def _edit_policy(r: Registry, out: Output, a: argparse.Namespace, grant: bool) -> None:
+    """Read, change one binding, write back with the etag read; a concurrent change in
+    between is ABORTED, and then the whole edit is redone once on the fresh policy."""
+    resource = _policy_resource(a.resource)
+    role = _role(a.role)
+    for attempt in (1, 2):
+        policy = r.metadata.get_iam_policy(resource=resource).policy
+        members: dict[int, list[str]] = {}
+        for binding in policy.bindings:
+            members.setdefault(binding.role, []).extend(binding.members)
+        current = members.setdefault(role, [])
+        if (a.member in current) == grant:
+            if not out.as_json:
+                held = "already holds" if grant else "does not hold"
+                out.line(f"unchanged: {a.member} {held} {a.role.lower()} on {resource}")
+            _show_policy(out, policy)
+            return
+        if grant:
+            current.append(a.member)
+        else:
+            current.remove(a.member)
+        bindings = [
+            access_pb2.Binding(role=access_pb2.Role.ValueType(number), members=names)
+            for number, names in sorted(members.items())
+            if names
+        ]
+        try:
+            updated = r.metadata.set_iam_policy(
+                resource=resource,
+                policy=access_pb2.IamPolicy(bindings=bindings, etag=policy.etag),
+            ).policy
+        except AbortedError:
+            if attempt == 2:
+                raise
+            continue
+        _show_policy(out, updated)
+        return
+
+
+def policy_grant(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    _edit_policy(r, out, a, grant=True)
+
+
+def policy_revoke(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    _edit_policy(r, out, a, grant=False)
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 Handler = Callable[[Registry, Output, argparse.Namespace], None]
@@ -664,6 +790,31 @@ def add_commands(groups: Any) -> None:
     p.add_argument("webhook", help="webhooks/<id>")
     p.add_argument("--filter", default="")
     listing(p)
+
+    keys = group("keys", "API keys (bearer tokens for scripts and services)")
+    p = command(keys, "create", keys_create, "create a key; prints its secret once")
+    p.add_argument("--name", default="", help="a label to recognise the key by")
+    p.add_argument("--principal", default="", help="who the key acts as (admins); default: you")
+    p.add_argument("--group", action="append", help="a group the key carries; repeatable")
+    p.add_argument("--expires-in-days", type=float, default=None, help="default: never")
+    p = command(keys, "list", keys_list, "your keys (an admin: every key)")
+    p.add_argument("--all", action="store_true", help="also revoked keys")
+    p.add_argument("--principal", default="", help="only this principal's keys (admins)")
+    listing(p)
+    p = command(keys, "revoke", keys_revoke, "revoke a key at once")
+    p.add_argument("key", help="apiKeys/<id>")
+
+    policy = group("policy", "who holds which role on a model or on the registry")
+    p = command(policy, "get", policy_get, "a model's or the registry's grants")
+    p.add_argument("resource", help="a model, or `registry`")
+    for name, handler, verb in (
+        ("grant", policy_grant, "give"),
+        ("revoke", policy_revoke, "take back"),
+    ):
+        p = command(policy, name, handler, f"{verb} a role")
+        p.add_argument("resource", help="a model, or `registry`")
+        p.add_argument("role", help="viewer, editor, approver, owner, admin (registry only)")
+        p.add_argument("member", help="user:<subject>, group:<group> or user:*")
 
     audit = group("audit", "reports for reviewers and regulators")
     p = command(audit, "report", audit_report, "everything about a model in one document")
