@@ -8,6 +8,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from modelreg_common.access import Role
 from modelreg_common.settings import Settings
 
 
@@ -121,6 +122,7 @@ class ProbeComponent:
 
 
 def probe_spec(component: ProbeComponent | None = None) -> Any:
+    from modelreg_common.permissions import Rule, Scope
     from modelreg_common.server import ServiceRuntime, ServiceSpec
 
     made = component or ProbeComponent()
@@ -128,4 +130,10 @@ def probe_spec(component: ProbeComponent | None = None) -> Any:
     async def create(runtime: ServiceRuntime) -> ProbeComponent:
         return made
 
-    return ServiceSpec(name="probe", schema="probe", migrations_package=None, create=create)
+    rules = {
+        f"/{PROBE_SERVICE}/{name}": Rule(f"probe.{name.lower()}", Role.NONE, Scope.HANDLER)
+        for name in ("WhoAmI", "Fail", "Sleep", "Count")
+    }
+    return ServiceSpec(
+        name="probe", schema="probe", migrations_package=None, create=create, rules=rules
+    )

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from modelreg_common.client_certs import ClientCertificates
-from modelreg_common.context import Principal
+from modelreg_common.context import SYSTEM, Principal
 from modelreg_common.errors import Unauthenticated
 from modelreg_common.jwt_tokens import JwtVerifier
 from modelreg_common.settings import AuthSettings, TlsSettings, TokenEntry
@@ -41,6 +41,18 @@ class StaticTokenVerifier:
         if found is None:
             return None
         return Principal(subject=found.principal, groups=tuple(found.groups), method="token")
+
+
+class InternalTokenVerifier:
+    """The process's own random token, for calls it makes to itself: the internal principal."""
+
+    def __init__(self, token: str) -> None:
+        self._digest = hashlib.sha256(token.encode()).digest()
+
+    async def verify(self, token: str) -> Principal | None:
+        if hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self._digest):
+            return SYSTEM
+        return None
 
 
 def hash_token(token: str) -> str:

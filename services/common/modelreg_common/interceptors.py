@@ -1,22 +1,26 @@
-"""The server interceptor every service runs: authentication, call context, error mapping,
-structured request logs and RPC metrics, around every handler kind."""
+"""The server interceptor every service runs: authentication, authorization, call context,
+error mapping, structured request logs and RPC metrics, around every handler kind."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 from grpc import aio
 
 from modelreg_common import context as call_context
+from modelreg_common.access import Access
 from modelreg_common.auth import Authenticator
-from modelreg_common.errors import DomainError
+from modelreg_common.authorizer import Authorizer, check
+from modelreg_common.errors import DomainError, PermissionDenied
 from modelreg_common.logs import get_logger
 from modelreg_common.metrics import RpcMetrics
+from modelreg_common.permissions import RULES, Rule
 from modelreg_common.status import map_exception
 from modelreg_common.telemetry import current_trace_id
 
@@ -58,20 +62,71 @@ class _Call:
         self.request_id = _metadata_value(context, "x-request-id") or uuid.uuid4().hex
         self.token: Any = None
         self.principal = call_context.SYSTEM
+        self.rule: Rule | None = None
+        self.authorizer: Authorizer | None = None
 
-    async def begin(self, authenticator: Authenticator) -> None:
+    async def begin(
+        self,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        rule: Rule | None,
+        request: Any,
+    ) -> None:
+        """Authenticate and authorize; `request` is None for a client stream, whose first
+        message `authorize` checks once it arrives."""
+        access = None
         if not self.method.startswith(UNAUTHENTICATED_PREFIXES):
             self.principal = await authenticator.authenticate(
                 _metadata_value(self.context, "authorization")
             )
+            access = await authorizer.access_for(self.principal)
         self.token = call_context.bind_call(
             call_context.CallInfo(
                 method=self.method,
                 request_id=self.request_id,
                 principal=self.principal,
                 peer=self.context.peer() or "",
+                access=access,
             )
         )
+        self.rule = rule
+        self.authorizer = authorizer
+        if access is not None and request is not None:
+            await self.authorize(request)
+
+    async def authorize(self, request: Any) -> None:
+        call = call_context.current_call()
+        if call is None or call.access is None or self.authorizer is None:
+            return
+        denied = self._denial(call.access, request)
+        if denied is not None:
+            fresh = await self.authorizer.refreshed(self.principal)
+            if fresh is not None and fresh != call.access:
+                self._rebind(call, fresh)
+                denied = self._denial(fresh, request)
+        if denied is not None:
+            log.warning(
+                "access.denied",
+                method=self.method,
+                principal=self.principal.subject,
+                request_id=self.request_id,
+                **denied.metadata,
+            )
+            raise denied
+
+    def _denial(self, access: Access, request: Any) -> PermissionDenied | None:
+        if self.rule is None:
+            # Deny by default: an RPC missing from the table is a bug, not an open door.
+            return PermissionDenied(f"{self.method} is not in the permission table")
+        try:
+            check(self.rule, access, request)
+        except PermissionDenied as exc:
+            return exc
+        return None
+
+    def _rebind(self, call: call_context.CallInfo, access: Access) -> None:
+        call_context.unbind_call(self.token)
+        self.token = call_context.bind_call(dataclasses.replace(call, access=access))
 
     def end(self) -> None:
         if self.token is not None:
@@ -86,9 +141,17 @@ def _behavior(function: Callable[..., Any] | None) -> Callable[..., Any]:
 
 
 class RuntimeInterceptor(aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator, metrics: RpcMetrics) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        metrics: RpcMetrics,
+        rules: Mapping[str, Rule] = RULES,
+    ) -> None:
         self._authenticator = authenticator
+        self._authorizer = authorizer
         self._metrics = metrics
+        self._rules = rules
 
     async def intercept_service(
         self,
@@ -103,13 +166,13 @@ class RuntimeInterceptor(aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler.request_streaming and handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(
-                self._streaming(method, _behavior(handler.stream_stream)),
+                self._streaming(method, _behavior(handler.stream_stream), client_stream=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.request_streaming:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(method, _behavior(handler.stream_unary)),
+                self._unary(method, _behavior(handler.stream_unary), client_stream=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -125,13 +188,24 @@ class RuntimeInterceptor(aio.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
+    async def _begin(self, call: _Call, request: Any, client_stream: bool) -> Any:
+        """Start the call; returns the request to hand on (a client stream re-wrapped so its
+        first message is authorized before the handler sees it)."""
+        await call.begin(
+            self._authenticator,
+            self._authorizer,
+            self._rules.get(call.method),
+            None if client_stream else request,
+        )
+        return _authorized_stream(call, request) if client_stream else request
+
     def _unary(
-        self, method: str, inner: Callable[..., Any]
+        self, method: str, inner: Callable[..., Any], *, client_stream: bool = False
     ) -> Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]:
         async def behavior(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             call = _Call(method, context)
             try:
-                await call.begin(self._authenticator)
+                request = await self._begin(call, request, client_stream)
                 response = await inner(request, context)
             except BaseException as exc:
                 await self._fail(call, exc)
@@ -145,14 +219,14 @@ class RuntimeInterceptor(aio.ServerInterceptor):
         return behavior
 
     def _streaming(
-        self, method: str, inner: Callable[..., Any]
+        self, method: str, inner: Callable[..., Any], *, client_stream: bool = False
     ) -> Callable[[Any, aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
         async def behavior(
             request: Any, context: aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             call = _Call(method, context)
             try:
-                await call.begin(self._authenticator)
+                request = await self._begin(call, request, client_stream)
                 result = inner(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:
@@ -217,8 +291,21 @@ class RuntimeInterceptor(aio.ServerInterceptor):
             log.warning("rpc.finished", error=str(exc) if exc else None, **fields)
 
 
+async def _authorized_stream(call: _Call, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    first = True
+    async for request in requests:
+        if first:
+            await call.authorize(request)
+            first = False
+        yield request
+
+
 def server_interceptors(
-    authenticator: Authenticator, metrics: RpcMetrics, tracing: Sequence[Any] = ()
+    authenticator: Authenticator,
+    authorizer: Authorizer,
+    metrics: RpcMetrics,
+    tracing: Sequence[Any] = (),
+    rules: Mapping[str, Rule] = RULES,
 ) -> list[Any]:
     # Tracing outermost, so logs written inside the runtime interceptor see the span.
-    return [*tracing, RuntimeInterceptor(authenticator, metrics)]
+    return [*tracing, RuntimeInterceptor(authenticator, authorizer, metrics, rules)]

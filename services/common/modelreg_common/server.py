@@ -10,8 +10,9 @@ one per process in production.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,13 +23,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from modelreg_common.addresses import is_loopback, split_host_port
-from modelreg_common.auth import Authenticator
+from modelreg_common.auth import Authenticator, InternalTokenVerifier
+from modelreg_common.authorizer import AccessEventsWatcher, Authorizer, MetadataAccessSource
 from modelreg_common.database import create_pool, runtime_secret
 from modelreg_common.interceptors import server_interceptors
 from modelreg_common.logs import get_logger
 from modelreg_common.metrics import RpcMetrics
 from modelreg_common.migrations import Migration, load_migrations, migrate_dsn
 from modelreg_common.page_tokens import PageTokens
+from modelreg_common.permissions import RULES, Rule
 from modelreg_common.relay import OutboxRelay
 from modelreg_common.settings import Settings
 from modelreg_common.telemetry import Telemetry
@@ -58,6 +61,8 @@ class ServiceSpec:
     schema: str
     migrations_package: str | None
     create: Callable[[ServiceRuntime], Awaitable[ServiceComponent]]
+    # Permission rules of RPCs outside the registry's own table (test probes, extensions).
+    rules: Mapping[str, Rule] = field(default_factory=dict)
 
     def migrations(self) -> list[Migration]:
         if self.migrations_package is None:
@@ -105,14 +110,21 @@ class Peers:
     """
 
     def __init__(
-        self, settings: Settings, self_target: Callable[[], str], interceptors: Sequence[Any]
+        self,
+        settings: Settings,
+        self_target: Callable[[], str],
+        interceptors: Sequence[Any],
+        internal_token: str | None = None,
     ) -> None:
         self._settings = settings.peers
         self._self_target = self_target
-        token = self._settings.token
+        # A configured peer token is what the other processes know; without one, calls go to
+        # this very process, which knows its own random internal token.
+        configured = self._settings.token
+        token = configured.get_secret_value() if configured is not None else internal_token
         self._interceptors = [
             *interceptors,
-            *([_PeerCredentials(token.get_secret_value())] if token is not None else []),
+            *([_PeerCredentials(token)] if token is not None else []),
         ]
         self._channels: dict[str, aio.Channel] = {}
 
@@ -150,6 +162,8 @@ class ServiceRuntime:
     peers: Peers
     telemetry: Telemetry
     page_tokens: PageTokens
+    # Forget cached roles and keys at once after a change to grants (`invalidate()`).
+    authorizer: Authorizer
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -173,6 +187,10 @@ class RegistryServer:
         self.dsn = dsn
         self.telemetry = telemetry or Telemetry(settings.telemetry)
         self.authenticator = authenticator or Authenticator.from_settings(settings.auth)
+        # Calls this process makes to itself (peers with no target) authenticate with a token
+        # only this process knows, as the internal principal; never configured, never logged.
+        internal_token = secrets.token_urlsafe(32)
+        self.authenticator.add_verifier(InternalTokenVerifier(internal_token))
         self.metrics = metrics or RpcMetrics()
         self.port = 0
         self.health = health.aio.HealthServicer()
@@ -181,7 +199,17 @@ class RegistryServer:
         self._pools: list[asyncpg.Pool[Any]] = []
         self._server: aio.Server | None = None
         self._peers = Peers(
-            settings, lambda: f"127.0.0.1:{self.port}", self.telemetry.client_interceptors()
+            settings,
+            lambda: f"127.0.0.1:{self.port}",
+            self.telemetry.client_interceptors(),
+            internal_token,
+        )
+        self.authorizer = Authorizer(
+            settings.auth,
+            MetadataAccessSource(lambda: self._peers.channel("metadata"), self._peers.timeout),
+        )
+        self._access_watcher = AccessEventsWatcher(
+            self.authorizer, lambda: self._peers.channel("events")
         )
 
     @property
@@ -215,7 +243,11 @@ class RegistryServer:
         limit = self.settings.max_message_bytes
         server = aio.server(
             interceptors=server_interceptors(
-                self.authenticator, self.metrics, self.telemetry.server_interceptors()
+                self.authenticator,
+                self.authorizer,
+                self.metrics,
+                self.telemetry.server_interceptors(),
+                {**RULES, **{m: r for spec in self.specs for m, r in spec.rules.items()}},
             ),
             options=[
                 ("grpc.max_receive_message_length", limit),
@@ -249,7 +281,13 @@ class RegistryServer:
             self._pools.append(pool)
             page_tokens = PageTokens(await runtime_secret(pool, "page_token_key"))
             runtime = ServiceRuntime(
-                self.settings, self.dsn, pool, self._peers, self.telemetry, page_tokens
+                self.settings,
+                self.dsn,
+                pool,
+                self._peers,
+                self.telemetry,
+                page_tokens,
+                self.authorizer,
             )
             component = await spec.create(runtime)
             component.register(server)
@@ -266,6 +304,8 @@ class RegistryServer:
             await component.start()
         for relay in self.relays:
             await relay.start()
+        if self.settings.auth.mode != "local":
+            await self._access_watcher.start()
         if self.settings.metrics_listen:
             self.metrics.serve(self.settings.metrics_listen)
         for name in ["", *names]:
@@ -280,6 +320,7 @@ class RegistryServer:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         await server.stop(grace)
+        await self._access_watcher.stop()
         for relay in self.relays:
             await relay.stop()
         for component in reversed(self.components):

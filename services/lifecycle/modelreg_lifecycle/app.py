@@ -19,7 +19,7 @@ from modelreg_lifecycle.domain.service import LifecycleService, StageConfig
 from modelreg_lifecycle.settings import LifecycleSettings
 from modelreg_lifecycle.store.metadata import MetadataCatalog
 from modelreg_lifecycle.store.postgres import PgStore
-from modelreg_lifecycle.store.roles import PlaceholderApproverRoles
+from modelreg_lifecycle.store.roles import CallerRoles
 from modelreg_lifecycle.transport import servicers
 
 SCHEMA = "lifecycle"
@@ -75,7 +75,7 @@ async def create(
     service = LifecycleService(
         PgStore(runtime.pool),
         catalog,
-        PlaceholderApproverRoles(),
+        CallerRoles(),
         StageConfig(config.stages, config.archive_stage),
     )
     return LifecycleComponent(service, runtime)

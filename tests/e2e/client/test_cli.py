@@ -33,8 +33,12 @@ async def server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> RegistryServer:
     monkeypatch.setenv("MODELREG_EVENTS_ALLOW_PRIVATE_TARGETS", "true")
-    # Local mode: token-less calls are "local"; the reviewer's token is a second user.
-    auth = AuthSettings(tokens=[TokenEntry(sha256=hash_token(REVIEWER), principal="reviewer")])
+    # Local mode: token-less calls are "local" (an admin); the reviewer's token is a second
+    # user, who may review any model through the default role.
+    auth = AuthSettings(
+        tokens=[TokenEntry(sha256=hash_token(REVIEWER), principal="reviewer")],
+        default_role="approver",
+    )
     return await start_server(all_specs, settings=make_settings(home=tmp_path / "home", auth=auth))
 
 

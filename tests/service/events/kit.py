@@ -13,8 +13,10 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from modelreg_common.access import Role
 from modelreg_common.database import transaction
 from modelreg_common.outbox import OutboxEvent, add_events
+from modelreg_common.permissions import Rule
 from modelreg_common.server import ServiceRuntime, ServiceSpec
 
 PRODUCER_SERVICE = "modelreg.testing.v1.ProducerService"
@@ -68,7 +70,11 @@ async def _create(runtime: ServiceRuntime) -> ProducerComponent:
 
 
 PRODUCER_SPEC = ServiceSpec(
-    name="producer", schema="producer", migrations_package=None, create=_create
+    name="producer",
+    schema="producer",
+    migrations_package=None,
+    create=_create,
+    rules={f"/{PRODUCER_SERVICE}/Emit": Rule("producer.emit", Role.EDITOR)},
 )
 
 

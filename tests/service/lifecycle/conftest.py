@@ -23,6 +23,9 @@ from modelreg.lifecycle.v1 import (
     transition_request_service_pb2_grpc,
 )
 from modelreg.metadata.v1 import (
+    access_pb2,
+    access_service_pb2,
+    access_service_pb2_grpc,
     lineage_service_pb2,
     lineage_service_pb2_grpc,
     model_version_pb2,
@@ -54,6 +57,10 @@ def token_settings() -> Any:
         auth=AuthSettings(
             mode="token",
             tokens=[TokenEntry(sha256=hash_token(token_of(u)), principal=u) for u in USERS],
+            # Every user may do everything on every model unless a test narrows it with
+            # `FakeMetadata.registry_roles`; the service principal is an admin.
+            default_role="owner",
+            admins=["user:svc-lifecycle"],
         ),
     )
 
@@ -67,6 +74,8 @@ class FakeMetadata:
     lineage: list[lineage_service_pb2.CreateLineageEdgesRequest] = field(default_factory=list)
     unavailable_calls: int = 0
     calls: int = 0
+    # ResolveAccess answers: a registry role per user (default: none, so auth.default_role).
+    registry_roles: dict[str, int] = field(default_factory=dict)
 
     def add_version(
         self,
@@ -123,8 +132,17 @@ class FakeMetadata:
                     nodes=request.nodes, edges=request.edges
                 )
 
+        class Access(access_service_pb2_grpc.AccessServiceServicer):
+            async def ResolveAccess(self, request: Any, context: Any) -> Any:
+                return access_service_pb2.ResolveAccessResponse(
+                    registry_role=fake.registry_roles.get(
+                        request.subject, access_pb2.ROLE_UNSPECIFIED
+                    )
+                )
+
         class Component:
             service_names = [
+                "modelreg.metadata.v1.AccessService",
                 "modelreg.metadata.v1.ModelVersionService",
                 "modelreg.metadata.v1.RunService",
                 "modelreg.metadata.v1.LineageService",
@@ -141,6 +159,10 @@ class FakeMetadata:
                 )
                 lineage_service_pb2_grpc.add_LineageServiceServicer_to_server(
                     Lineage(),  # type: ignore[abstract]
+                    server,
+                )
+                access_service_pb2_grpc.add_AccessServiceServicer_to_server(
+                    Access(),  # type: ignore[abstract]
                     server,
                 )
 

@@ -93,7 +93,7 @@ def test_registry_and_model_rules_combine_strictest() -> None:
                 aliases=["champion"],
                 protected=True,
                 required_approvals=2,
-                approver_role="ml-lead",
+                approver_role="owner",
                 checks=["metrics.auc >= 0.9", "version.ready"],
             )
         ],
@@ -103,7 +103,7 @@ def test_registry_and_model_rules_combine_strictest() -> None:
     reqs = requirements([registry, model], CHAMPION)
     assert reqs.protected
     assert reqs.required_approvals == 2
-    assert reqs.approver_roles == ("approver", "ml-lead")
+    assert reqs.approver_roles == ("approver", "owner")
     assert [c.text for c in reqs.checks] == ["version.ready", "metrics.auc >= 0.9"]
     assert reqs.policies == ("policies/registry", "models/fraud/policy")
     other = requirements([registry, model], Target(TargetKind.ALIAS, "challenger"))

@@ -30,6 +30,7 @@ from modelreg_artifact.domain.models import (
     sha256_digest,
 )
 from modelreg_artifact.domain.ports import BlobBackend, Repository
+from modelreg_common.access import Role, require
 from modelreg_common.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -245,6 +246,8 @@ class Artifacts:
         field_prefix: str = "",
     ) -> UploadSession:
         owner = validation.parse_owner(owner, f"{field_prefix}owner")
+        # Upload's owner travels in its first streamed message, so the check lives here.
+        require(Role.EDITOR, owner)
         path = self._path(path, f"{field_prefix}path")
         media = validation.media_type(media_type, f"{field_prefix}media_type")
         size = validation.optional_size(expected_size, f"{field_prefix}expected_size_bytes")
@@ -285,6 +288,8 @@ class Artifacts:
         session = await self.repo.get_session(session_id)
         if session is None:
             raise NotFound(name, kind="upload session")
+        # Sessions are named by id alone: whoever continues one must be able to write its owner.
+        require(Role.EDITOR, session.owner)
         return session
 
     async def committed_bytes(self, session: UploadSession) -> int:

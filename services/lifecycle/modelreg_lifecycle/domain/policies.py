@@ -18,6 +18,8 @@ from modelreg_lifecycle.domain.models import Target, TargetKind, VersionInfo
 from modelreg_lifecycle.domain.names import check_alias
 
 DEFAULT_APPROVER_ROLE = "approver"
+# Roles that may review (modelreg.metadata.v1.Role): reviewing needs at least approver.
+APPROVER_ROLES = ("approver", "owner", "admin")
 MAX_APPROVALS = 10
 MAX_RULES = 100
 MAX_CHECKS = 50
@@ -35,7 +37,6 @@ _NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _COMPARISON = re.compile(rf"^\s*({_METRIC_NAME})\s*(>=|<=|==|!=|>|<)\s*({_NUMBER})\s*$")
 _METRIC_CHECK = re.compile(rf"^\s*metrics\.({_METRIC_NAME})\s*(>=|<=|==|!=|>|<)\s*({_NUMBER})\s*$")
 _TAG_CHECK = re.compile(r"^\s*tags\.([^\s]{1,250})\s*$")
-_ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,9 @@ def build_policy(
                 FieldViolation(f"{at}.required_approvals", f"must be 0..{MAX_APPROVALS}")
             )
         role = draft.approver_role or DEFAULT_APPROVER_ROLE
-        if not _ROLE.match(role):
+        if role not in APPROVER_ROLES:
             violations.append(
-                FieldViolation(f"{at}.approver_role", "lower-case letters, digits, '_' or '-'")
+                FieldViolation(f"{at}.approver_role", f"one of {', '.join(APPROVER_ROLES)}")
             )
         if len(draft.checks) > MAX_CHECKS:
             violations.append(FieldViolation(f"{at}.checks", f"at most {MAX_CHECKS} checks"))
