@@ -541,3 +541,17 @@ async def test_lists_are_complete_for_a_caller_who_reads_everything(env: Env) ->
         "models/a/versions/1",
         "models/b/versions/1",
     ]
+
+
+async def test_rename_onto_a_name_with_a_leftover_policy_replaces_it(env: Env) -> None:
+    await env.create_model("fraud")
+    # A policy row no model owns (say, restored from a backup): never inherited, never in the way.
+    await env.sql("INSERT INTO iam_policies (resource, updated_by) VALUES ('models/new', 'x')")
+    await env.sql(
+        "INSERT INTO iam_bindings (resource, role, member) VALUES ('models/new', 4, 'user:eve')"
+    )
+    await env.md.models.RenameRegisteredModel(
+        rms.RenameRegisteredModelRequest(name="models/fraud", new_registered_model_id="new")
+    )
+    moved = await env.policy("models/new")
+    assert [list(b.members) for b in moved.bindings] == [["user:local"]]

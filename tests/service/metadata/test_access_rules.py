@@ -145,6 +145,15 @@ async def test_only_an_admin_makes_keys_for_others_or_with_groups_it_lacks(
         assert key.created_by == "root"
 
 
+async def test_a_key_cannot_mint_keys_unless_it_is_an_admins(domain: Domain) -> None:
+    # A key creating keys would escape its own expiry and revocation.
+    with acting_as("alice", NOBODY, method="api_key"), pytest.raises(PermissionDenied):
+        await domain.access.create_api_key(ApiKeyDraft("rotated"), None)
+    with acting_as("svc-admin", ADMIN, method="api_key"):
+        key, _ = await domain.access.create_api_key(ApiKeyDraft("rotated"), None)
+        assert key.principal == "svc-admin"
+
+
 async def test_a_request_id_replays_only_for_the_caller_that_used_it(domain: Domain) -> None:
     from modelreg_common.errors import InvalidArgument
     from modelreg_metadata.domain.models import IdempotencyKey

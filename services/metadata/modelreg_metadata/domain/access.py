@@ -188,8 +188,9 @@ class AccessService:
         v.raise_if_any()
         principal = draft.principal or caller.subject
         # Groups are part of what a key proves: a key with a group its creator is not in
-        # would be a way to grant oneself that group's roles.
-        if not _acts_as_self(caller, principal, draft.groups):
+        # would be a way to grant oneself that group's roles. A key minting keys would
+        # outlive its own expiry and revocation, so that too is for admins only.
+        if not _acts_as_self(caller, principal, draft.groups) or caller.method == "api_key":
             require(Role.ADMIN, REGISTRY)
         groups = tuple(dict.fromkeys(draft.groups))
         if key is not None:

@@ -76,6 +76,9 @@ class Policies:
         )
 
     async def move(self, old: str, new: str) -> None:
+        # No model has the new name, so no policy can either; a leftover would only block
+        # the rename with a key conflict.
+        await self._conn.execute("DELETE FROM iam_policies WHERE resource = $1", new)
         # The bindings follow by ON UPDATE CASCADE.
         await self._conn.execute(
             "UPDATE iam_policies SET resource = $2 WHERE resource = $1", old, new
