@@ -178,3 +178,41 @@ async def test_metadata_down_makes_key_checks_unavailable(start_server: Any) -> 
         assert err.value.metadata == {"backend": "metadata"}
     finally:
         await channel.close()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="the runtime does not add an ApiKeyVerifier to its Authenticator yet"
+)
+async def test_runtime_refuses_a_revoked_key_at_once(start_server: Any) -> None:
+    """Wired by the runtime itself: keys checked over its peer channel, and the revocation
+    (which invalidates the authorizer) clears the key cache in the same process."""
+    settings = make_settings(
+        relay_enabled=False,
+        auth={
+            "mode": "token",
+            "tokens": [{"sha256": hash_token(ADMIN_TOKEN), "principal": "admin"}],
+            "admins": ["user:admin", "user:ci-bot"],
+            # Long enough that only the revocation can make the key fail.
+            "api_key_cache_seconds": 3600,
+        },
+    )
+    server = await start_server([SPEC, probe_spec()], settings=settings)
+    async with aio.insecure_channel(
+        server.address, interceptors=[_Bearer(ADMIN_TOKEN)]
+    ) as admin_channel:
+        access = access_service_pb2_grpc.AccessServiceStub(admin_channel)
+        created = await access.CreateApiKey(
+            access_service_pb2.CreateApiKeyRequest(api_key=access_pb2.ApiKey(principal="ci-bot"))
+        )
+        async with aio.insecure_channel(server.address) as channel:
+            call: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                f"/{PROBE_SERVICE}/WhoAmI"
+            )
+            bearer = [("authorization", f"Bearer {created.secret}")]
+            assert await call(b"", metadata=bearer, timeout=10) == b"ci-bot"
+            await access.RevokeApiKey(
+                access_service_pb2.RevokeApiKeyRequest(name=created.api_key.name)
+            )
+            with pytest.raises(aio.AioRpcError) as err:
+                await call(b"", metadata=bearer, timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

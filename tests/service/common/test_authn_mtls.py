@@ -370,3 +370,40 @@ def test_peer_certificate_without_key_is_a_configuration_error(pki: Pki) -> None
     )
     with pytest.raises(ValueError, match="both a certificate and a key"):
         peer_channel_credentials(settings)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs context.auth_context() in the interceptor and TLS peer channels in Peers",
+)
+async def test_all_services_over_mtls_record_the_certificate_as_actor(
+    start_server: Any, all_specs: Any, pki: Pki
+) -> None:
+    """The all-in-one server in mTLS: services call each other (the outbox relay publishing to
+    events) over TLS with their own certificate, and the caller's URI SAN is the actor."""
+    from modelreg.events.v1 import event_service_pb2, event_service_pb2_grpc
+    from modelreg.metadata.v1 import (
+        experiment_pb2,
+        experiment_service_pb2,
+        experiment_service_pb2_grpc,
+    )
+
+    settings = make_settings(
+        auth={"mode": "token", "admins": [f"user:{SPIFFE_ID}"]}, tls=tls_settings(pki)
+    )
+    server = await start_server(all_specs, settings=settings)
+    async with aio.secure_channel(server.address, client_credentials(pki, pki.client)) as channel:
+        experiments = experiment_service_pb2_grpc.ExperimentServiceStub(channel)
+        created = await experiments.CreateExperiment(
+            experiment_service_pb2.CreateExperimentRequest(
+                experiment_id="churn", experiment=experiment_pb2.Experiment()
+            ),
+            timeout=10,
+        )
+        assert created.experiment.created_by == SPIFFE_ID
+        for relay in server.relays:
+            await relay.drain()
+        listed = await event_service_pb2_grpc.EventServiceStub(channel).ListEvents(
+            event_service_pb2.ListEventsRequest(filter=f'actor = "{SPIFFE_ID}"'), timeout=10
+        )
+    assert [e.subject for e in listed.events] == ["experiments/churn"]
