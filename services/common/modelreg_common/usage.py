@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -43,6 +43,22 @@ _KINDS = frozenset({DOWNLOAD, ALIAS_RESOLUTION})
 
 # RecordUsage's limit per request.
 MAX_BATCH_RECORDS = 10_000
+
+
+class UsageSink(Protocol):
+    """What a servicer needs to count a use: `UsageRecorder`, or a fake in tests."""
+
+    def record(self, model_version: str, kind: UsageKind) -> None: ...
+
+
+def model_version_of(owner: str) -> str | None:
+    """`owner` if it names a model version (an artifact owner may also be a run), else None."""
+    if not owner.startswith("models/"):
+        return None
+    try:
+        return str(parse_model_version(owner))
+    except InvalidArgument:
+        return None
 
 
 @dataclass(frozen=True)

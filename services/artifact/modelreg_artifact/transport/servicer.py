@@ -11,13 +11,21 @@ from modelreg.artifact.v1 import artifact_service_pb2_grpc as pb_grpc
 from modelreg_artifact.domain.service import Artifacts
 from modelreg_artifact.transport import convert
 from modelreg_common.errors import InvalidArgument
+from modelreg_common.usage import DOWNLOAD, UsageSink, model_version_of
 
 Context = Any
 
 
 class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
-    def __init__(self, artifacts: Artifacts) -> None:
+    def __init__(self, artifacts: Artifacts, usage: UsageSink | None = None) -> None:
         self._a = artifacts
+        self._usage = usage
+
+    def _count_download(self, owner: str) -> None:
+        # Once per call, not per chunk: usage counts downloads, not bytes.
+        version = model_version_of(owner)
+        if self._usage is not None and version is not None:
+            self._usage.record(version, DOWNLOAD)
 
     async def _session_proto(self, session: Any) -> Any:
         committed = await self._a.committed_bytes(session)
@@ -76,6 +84,7 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         entry, chunks = await self._a.open_download(
             request.owner, request.path, request.offset, request.length
         )
+        self._count_download(request.owner)
         first = True
         async for chunk in chunks:
             if first:
@@ -145,4 +154,5 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         self, request: pb.CreateDownloadUrlRequest, context: Context
     ) -> pb.CreateDownloadUrlResponse:
         url, expire = await self._a.create_download_url(request.owner, request.path)
+        self._count_download(request.owner)
         return pb.CreateDownloadUrlResponse(url=url, expire_time=convert.timestamp(expire))

@@ -28,6 +28,7 @@ from modelreg.metadata.v1 import model_version_pb2
 from modelreg_common import idempotency
 from modelreg_common.errors import InvalidArgument
 from modelreg_common.page_tokens import PageTokens, fingerprint, page_size
+from modelreg_common.usage import ALIAS_RESOLUTION, UsageSink
 from modelreg_lifecycle.domain.models import MetricValue, StageHistoryEntry
 from modelreg_lifecycle.domain.ports import IdempotencyKey
 from modelreg_lifecycle.domain.service import LifecycleService
@@ -76,9 +77,12 @@ def _time_key(last: list[Any] | None) -> tuple[datetime, str] | None:
 
 
 class AliasServicer(alias_service_pb2_grpc.AliasServiceServicer):
-    def __init__(self, service: LifecycleService, tokens: PageTokens) -> None:
+    def __init__(
+        self, service: LifecycleService, tokens: PageTokens, usage: UsageSink | None = None
+    ) -> None:
         self._service = service
         self._tokens = tokens
+        self._usage = usage
 
     async def SetAlias(
         self, request: alias_service_pb2.SetAliasRequest, context: Context
@@ -126,9 +130,10 @@ class AliasServicer(alias_service_pb2_grpc.AliasServiceServicer):
             else None
         )
         alias, record = await self._service.resolve(request.name, at)
-        return alias_service_pb2.ResolveAliasResponse(
-            model_version=model_version_pb2.ModelVersion.FromString(record), alias=str(alias)
-        )
+        version = model_version_pb2.ModelVersion.FromString(record)
+        if self._usage is not None:
+            self._usage.record(version.name, ALIAS_RESOLUTION)
+        return alias_service_pb2.ResolveAliasResponse(model_version=version, alias=str(alias))
 
     async def ListAliasHistory(
         self, request: alias_service_pb2.ListAliasHistoryRequest, context: Context
