@@ -93,23 +93,14 @@ class MetadataComponent:
         return None
 
 
-def _invalidator(runtime: ServiceRuntime) -> AccessChanged:
-    def access_changed() -> None:
-        # Guarded until the runtime's Authorizer lands; then called unguarded.
-        authorizer = getattr(runtime, "authorizer", None)
-        if authorizer is not None:
-            authorizer.invalidate()
-
-    return access_changed
-
-
 async def create(runtime: ServiceRuntime) -> MetadataComponent:
     peers = runtime.peers
     return MetadataComponent(
         PgUnitOfWork(runtime.pool, runtime.page_tokens),
         GrpcArtifacts(lambda: peers.channel("artifact"), peers.timeout),
         GrpcLifecycle(lambda: peers.channel("lifecycle"), peers.timeout),
-        _invalidator(runtime),
+        # After a commit that changes grants or keys, this process forgets what it cached.
+        runtime.authorizer.invalidate,
     )
 
 

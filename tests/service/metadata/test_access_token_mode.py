@@ -1,8 +1,6 @@
-"""Over the wire in token mode: a caller with a grant on one model sees only that model in
-lists and searches, and only its own API keys.
-
-These need the runtime's authorizer (the interceptor that resolves the caller's roles through
-ResolveAccess and binds them to the call). Until that lands they are skipped, not faked.
+"""Over the wire in token mode, through the runtime's authorizer (roles resolved by
+ResolveAccess and bound to each call): a caller with a grant on one model sees only that model
+in lists and searches, and only its own API keys.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ from modelreg.metadata.v1 import registered_model_pb2 as rm
 from modelreg.metadata.v1 import registered_model_service_pb2 as rms
 from modelreg.metadata.v1 import registered_model_service_pb2_grpc as rms_grpc
 from modelreg_common.auth import hash_token
-from modelreg_common.server import ServiceRuntime
 from modelreg_common.settings import AuthSettings, TokenEntry
 from modelreg_metadata.app import SPEC
 from service.metadata.kit import expect_error
@@ -33,13 +30,6 @@ from testkit import make_settings
 
 ROOT_TOKEN = "root-token-" + "r" * 20
 ALICE_TOKEN = "alice-token-" + "a" * 20
-
-# Pending the lead's Authorizer on ServiceRuntime: without it no roles reach the handlers, and
-# every caller would read everything.
-pytestmark = pytest.mark.skipif(
-    "authorizer" not in getattr(ServiceRuntime, "__dataclass_fields__", {}),
-    reason="needs the runtime's authorizer (roles bound per call)",
-)
 
 
 @dataclass
