@@ -20,6 +20,7 @@ from modelreg_artifact.store.s3 import S3Backend
 from modelreg_artifact.transport.servicer import ArtifactServicer
 from modelreg_common.logs import get_logger
 from modelreg_common.server import ServiceRuntime, ServiceSpec
+from modelreg_common.usage import UsageSink
 
 log = get_logger("modelreg.artifact")
 
@@ -50,9 +51,12 @@ def make_limits(settings: ArtifactSettings) -> Limits:
 
 
 class ArtifactComponent:
-    def __init__(self, settings: ArtifactSettings, artifacts: Artifacts) -> None:
+    def __init__(
+        self, settings: ArtifactSettings, artifacts: Artifacts, usage: UsageSink | None = None
+    ) -> None:
         self.settings = settings
         self.artifacts = artifacts
+        self.usage = usage
         self._gc_task: asyncio.Task[None] | None = None
 
     @property
@@ -61,7 +65,7 @@ class ArtifactComponent:
 
     def register(self, server: aio.Server) -> None:
         artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(
-            ArtifactServicer(self.artifacts), server
+            ArtifactServicer(self.artifacts, self.usage), server
         )
 
     async def start(self) -> None:
@@ -108,7 +112,7 @@ def make_spec(settings: ArtifactSettings | None = None) -> ServiceSpec:
             make_limits(resolved),
             runtime.page_tokens,
         )
-        return ArtifactComponent(resolved, artifacts)
+        return ArtifactComponent(resolved, artifacts, runtime.usage)
 
     return ServiceSpec(
         name="artifact",

@@ -77,7 +77,7 @@ class _Call:
         access = None
         if not self.method.startswith(UNAUTHENTICATED_PREFIXES):
             self.principal = await authenticator.authenticate(
-                _metadata_value(self.context, "authorization")
+                _metadata_value(self.context, "authorization"), self.context.auth_context()
             )
             access = await authorizer.access_for(self.principal)
         self.token = call_context.bind_call(

@@ -23,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from modelreg_common.addresses import is_loopback, split_host_port
+from modelreg_common.api_keys import ApiKeyVerifier
 from modelreg_common.auth import Authenticator, InternalTokenVerifier
 from modelreg_common.authorizer import AccessEventsWatcher, Authorizer, MetadataAccessSource
 from modelreg_common.database import create_pool, runtime_secret
@@ -35,6 +36,8 @@ from modelreg_common.permissions import RULES, Rule
 from modelreg_common.relay import OutboxRelay
 from modelreg_common.settings import Settings
 from modelreg_common.telemetry import Telemetry
+from modelreg_common.tls import peer_channel_credentials, peer_channel_options
+from modelreg_common.usage import UsageRecorder
 
 log = get_logger("modelreg.server")
 
@@ -126,6 +129,11 @@ class Peers:
             *interceptors,
             *([_PeerCredentials(token)] if token is not None else []),
         ]
+        self._credentials = peer_channel_credentials(settings)
+        self._options = [
+            ("grpc.lb_policy_name", "round_robin"),
+            *peer_channel_options(settings),
+        ]
         self._channels: dict[str, aio.Channel] = {}
 
     @property
@@ -138,10 +146,13 @@ class Peers:
 
     def channel(self, name: str) -> aio.Channel:
         if name not in self._channels:
-            self._channels[name] = aio.insecure_channel(
-                self.target(name),
-                options=[("grpc.lb_policy_name", "round_robin")],
-                interceptors=self._interceptors or None,
+            interceptors = self._interceptors or None
+            self._channels[name] = (
+                aio.insecure_channel(self.target(name), self._options, interceptors=interceptors)
+                if self._credentials is None
+                else aio.secure_channel(
+                    self.target(name), self._credentials, self._options, interceptors=interceptors
+                )
             )
         return self._channels[name]
 
@@ -164,6 +175,8 @@ class ServiceRuntime:
     page_tokens: PageTokens
     # Forget cached roles and keys at once after a change to grants (`invalidate()`).
     authorizer: Authorizer
+    # Counts downloads and alias resolutions per principal (`record()`), flushed to events.
+    usage: UsageRecorder
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -186,7 +199,9 @@ class RegistryServer:
         self.specs = list(specs)
         self.dsn = dsn
         self.telemetry = telemetry or Telemetry(settings.telemetry)
-        self.authenticator = authenticator or Authenticator.from_settings(settings.auth)
+        self.authenticator = authenticator or Authenticator.from_settings(
+            settings.auth, settings.tls
+        )
         # Calls this process makes to itself (peers with no target) authenticate with a token
         # only this process knows, as the internal principal; never configured, never logged.
         internal_token = secrets.token_urlsafe(32)
@@ -211,6 +226,12 @@ class RegistryServer:
         self._access_watcher = AccessEventsWatcher(
             self.authorizer, lambda: self._peers.channel("events")
         )
+        api_keys = ApiKeyVerifier.from_settings(
+            settings.auth, lambda: self._peers.channel("metadata"), self._peers.timeout
+        )
+        self.authenticator.add_verifier(api_keys)
+        self.authorizer.on_invalidate(api_keys.clear)
+        self.usage = UsageRecorder.for_peers(self._peers)
 
     @property
     def address(self) -> str:
@@ -288,6 +309,7 @@ class RegistryServer:
                 self.telemetry,
                 page_tokens,
                 self.authorizer,
+                self.usage,
             )
             component = await spec.create(runtime)
             component.register(server)
@@ -306,6 +328,7 @@ class RegistryServer:
             await relay.start()
         if self.settings.auth.mode != "local":
             await self._access_watcher.start()
+        await self.usage.start()
         if self.settings.metrics_listen:
             self.metrics.serve(self.settings.metrics_listen)
         for name in ["", *names]:
@@ -319,8 +342,11 @@ class RegistryServer:
         server, self._server = self._server, None
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
-        await server.stop(grace)
+        # Before the port is released: a watcher reconnecting after that could reach the next
+        # server on the same port.
         await self._access_watcher.stop()
+        await server.stop(grace)
+        await self.usage.stop()
         for relay in self.relays:
             await relay.stop()
         for component in reversed(self.components):

@@ -37,7 +37,7 @@ class LifecycleComponent:
     def register(self, server: aio.Server) -> None:
         tokens = self._runtime.page_tokens
         alias_service_pb2_grpc.add_AliasServiceServicer_to_server(
-            servicers.AliasServicer(self.service, tokens), server
+            servicers.AliasServicer(self.service, tokens, self._runtime.usage), server
         )
         stage_service_pb2_grpc.add_StageServiceServicer_to_server(
             servicers.StageServicer(self.service, tokens), server
