@@ -14,22 +14,34 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc import aio
 
 from modelreg.events.v1 import (
     event_pb2,
     event_service_pb2,
     event_service_pb2_grpc,
+    usage_service_pb2,
+    usage_service_pb2_grpc,
     webhook_pb2,
     webhook_service_pb2,
     webhook_service_pb2_grpc,
 )
+from modelreg.metadata.v1 import access_pb2 as ac
+from modelreg.metadata.v1 import access_service_pb2 as acs
+from modelreg.metadata.v1 import access_service_pb2_grpc as acs_grpc
+from modelreg.metadata.v1 import registered_model_pb2 as rm
+from modelreg.metadata.v1 import registered_model_service_pb2 as rms
+from modelreg.metadata.v1 import registered_model_service_pb2_grpc as rms_grpc
 from modelreg_common.access import Access, Role
+from modelreg_common.auth import hash_token
 from modelreg_common.context import CallInfo, Principal, bind_call, unbind_call
 from modelreg_common.errors import NotFound
 from modelreg_common.relay import OutboxRelay
+from modelreg_common.settings import AuthSettings, TokenEntry
 from modelreg_events.app import EventsComponent, spec_with
 from modelreg_events.settings import EventsSettings
 from modelreg_events.transport.servicers import EventServicer, WebhookServicer
+from modelreg_metadata.app import SPEC as METADATA_SPEC
 from service.events.kit import PRODUCER_SPEC, Receiver, emit
 from testkit import make_settings
 
@@ -254,3 +266,103 @@ async def test_list_deliveries_shows_only_readable_models(start_server, open_cha
         )
     finally:
         await receiver.stop()
+
+
+# -- the same over the wire, through the runtime's authorizer in token mode -----------------
+
+ROOT_TOKEN = "root-token-" + "r" * 20
+ALICE_TOKEN = "alice-token-" + "a" * 20
+
+
+class _Bearer(aio.UnaryUnaryClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def _details(self, details: aio.ClientCallDetails) -> aio.ClientCallDetails:
+        metadata = aio.Metadata(*(details.metadata or ()))
+        metadata.add("authorization", f"Bearer {self._token}")
+        return aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+async def test_a_reader_of_one_model_sees_only_its_events_over_the_wire(start_server) -> None:
+    auth = AuthSettings(
+        mode="token",
+        tokens=[
+            TokenEntry(sha256=hash_token(ROOT_TOKEN), principal="root"),
+            TokenEntry(sha256=hash_token(ALICE_TOKEN), principal="alice"),
+        ],
+        admins=["user:root"],
+    )
+    server = await start_server(
+        [SPEC, METADATA_SPEC], settings=make_settings(auth=auth, relay_enabled=False)
+    )
+    async with (
+        aio.insecure_channel(server.address, interceptors=[_Bearer(ROOT_TOKEN)]) as root,
+        aio.insecure_channel(server.address, interceptors=[_Bearer(ALICE_TOKEN)]) as alice,
+    ):
+        root_events = event_service_pb2_grpc.EventServiceStub(root)
+        alice_events = event_service_pb2_grpc.EventServiceStub(alice)
+        await rms_grpc.RegisteredModelServiceStub(root).CreateRegisteredModel(
+            rms.CreateRegisteredModelRequest(
+                registered_model_id="fraud", registered_model=rm.RegisteredModel()
+            )
+        )
+        await acs_grpc.AccessServiceStub(root).SetIamPolicy(
+            acs.SetIamPolicyRequest(
+                resource="models/fraud",
+                policy=ac.IamPolicy(
+                    bindings=[ac.Binding(role=ac.ROLE_VIEWER, members=["user:alice"])]
+                ),
+            )
+        )
+        ids = await publish_mix(root_events)
+
+        pages: list[list[str]] = []
+        token = ""
+        while True:
+            reply = await alice_events.ListEvents(
+                event_service_pb2.ListEventsRequest(page_size=2, page_token=token)
+            )
+            pages.append([e.subject for e in reply.events])
+            token = reply.next_page_token
+            if not token:
+                break
+        assert [s for page in pages for s in page] == VISIBLE
+        assert all(pages)
+        for subject in HIDDEN:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await alice_events.GetEvent(
+                    event_service_pb2.GetEventRequest(name=f"events/{ids[subject]}")
+                )
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        # A channel takes one interceptor per call kind: the stream names its caller itself.
+        stream = alice_events.Subscribe(
+            event_service_pb2.SubscribeRequest(),
+            metadata=(("authorization", f"Bearer {ALICE_TOKEN}"),),
+        )
+        seen: list[str] = []
+        async with asyncio.timeout(10):
+            async for reply in stream:
+                seen.append(reply.event.subject)
+                if len(seen) == len(VISIBLE):
+                    break
+        stream.cancel()
+        assert seen == VISIBLE
+        everything = await root_events.ListEvents(event_service_pb2.ListEventsRequest())
+        assert len(everything.events) == len(ids)
+
+        # Usage follows the same grants: alice reads fraud's, not churn's, and records none.
+        usage = usage_service_pb2_grpc.UsageServiceStub(alice)
+        await usage.ListUsage(usage_service_pb2.ListUsageRequest(parent="models/fraud"))
+        for call in (
+            usage.ListUsage(usage_service_pb2.ListUsageRequest(parent="models/churn")),
+            usage.RecordUsage(usage_service_pb2.RecordUsageRequest(batch_id="b")),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
