@@ -347,8 +347,8 @@ async def test_a_reader_of_one_model_sees_only_its_events_over_the_wire(start_se
         )
         seen: list[str] = []
         async with asyncio.timeout(10):
-            async for reply in stream:
-                seen.append(reply.event.subject)
+            async for message in stream:
+                seen.append(message.event.subject)
                 if len(seen) == len(VISIBLE):
                     break
         stream.cancel()
