@@ -71,7 +71,7 @@ def set_field(message: Any, path: str, value: str) -> None:
 
 
 def request_for(rpc: RpcMethod, rule: Rule, model: str) -> Any:
-    request = rpc.request_type()
+    request: Any = rpc.request_type()
     fields = request.DESCRIPTOR.fields_by_name
     if rule.field:
         leaf = rule.field.rsplit(".", 1)[-1]
@@ -135,7 +135,9 @@ async def grant(channel: aio.Channel, resource: str, grants: dict[str, Role]) ->
     policy = access_pb2.IamPolicy(etag=current.etag)
     policy.bindings.extend(current.bindings)
     for user, role in grants.items():
-        policy.bindings.append(access_pb2.Binding(role=int(role), members=[f"user:{user}"]))
+        policy.bindings.append(
+            access_pb2.Binding(role=access_pb2.Role.ValueType(role), members=[f"user:{user}"])
+        )
     setter: Any = channel.unary_unary(
         "/modelreg.metadata.v1.AccessService/SetIamPolicy",
         access_service_pb2.SetIamPolicyRequest.SerializeToString,
@@ -230,6 +232,16 @@ async def test_a_viewer_of_one_model_never_sees_another(matrix_server: Any) -> N
         )
         assert not searched.registered_models
         assert not searched.next_page_token
+    async with AsyncRegistry(matrix_server.address, token=token("admin")) as admin:
+        # Both models' events are in the log before the viewer looks (the relay is async).
+        async with asyncio.timeout(20):
+            while True:
+                everything = await admin.events.list_events(page_size=1000)
+                models = {e.subject.split("/")[1] for e in everything.events if e.subject}
+                if {seen, hidden} <= models:
+                    break
+                await asyncio.sleep(0.05)
+    async with AsyncRegistry(matrix_server.address, token=token("viewer")) as viewer:
         events = await viewer.events.list_events(page_size=1000)
         assert {e.subject.split("/")[1] for e in events.events if e.subject} == {seen}
         with pytest.raises(PermissionDeniedError) as denied:
