@@ -180,9 +180,6 @@ async def test_metadata_down_makes_key_checks_unavailable(start_server: Any) -> 
         await channel.close()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the runtime does not add an ApiKeyVerifier to its Authenticator yet"
-)
 async def test_runtime_refuses_a_revoked_key_at_once(start_server: Any) -> None:
     """Wired by the runtime itself: keys checked over its peer channel, and the revocation
     (which invalidates the authorizer) clears the key cache in the same process."""

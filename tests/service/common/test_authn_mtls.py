@@ -3,6 +3,7 @@ handshakes fail, and TLS on the channels a service opens to its peers."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 from collections.abc import Sequence
@@ -27,13 +28,6 @@ from testkit import PROBE_SERVICE, make_settings, probe_spec
 
 SPIFFE_ID = "spiffe://modelreg/ci"
 SERVER_ID = "spiffe://modelreg/server"
-
-# The runtime interceptor must hand `context.auth_context()` to `Authenticator.authenticate`
-# for a certificate to name the caller; until it does these fail. strict: once wired they pass
-# and this marker must go.
-needs_auth_context = pytest.mark.xfail(
-    strict=True, reason="interceptor does not pass context.auth_context() to authenticate yet"
-)
 
 
 @dataclass(frozen=True)
@@ -228,7 +222,6 @@ async def test_auth_context_of_a_real_handshake_yields_the_uri_san(pki: Pki) -> 
     ]
 
 
-@needs_auth_context
 async def test_client_certificate_from_the_right_ca_calls_as_its_uri_san(
     start_server: Any, pki: Pki
 ) -> None:
@@ -240,7 +233,6 @@ async def test_client_certificate_from_the_right_ca_calls_as_its_uri_san(
         assert await whoami(channel)(b"", timeout=10) == SPIFFE_ID.encode()
 
 
-@needs_auth_context
 async def test_client_principal_cn_uses_the_common_name(start_server: Any, pki: Pki) -> None:
     settings = make_settings(
         auth={"mode": "token", "admins": ["user:ci-client"]},
@@ -310,7 +302,6 @@ async def _health(
     return int(reply.status)
 
 
-@needs_auth_context
 async def test_peer_channel_presents_the_service_certificate(start_server: Any, pki: Pki) -> None:
     settings = make_settings(
         auth={"mode": "token", "admins": [f"user:{SERVER_ID}"]}, tls=tls_settings(pki)
@@ -372,10 +363,6 @@ def test_peer_certificate_without_key_is_a_configuration_error(pki: Pki) -> None
         peer_channel_credentials(settings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs context.auth_context() in the interceptor and TLS peer channels in Peers",
-)
 async def test_all_services_over_mtls_record_the_certificate_as_actor(
     start_server: Any, all_specs: Any, pki: Pki
 ) -> None:
@@ -401,9 +388,14 @@ async def test_all_services_over_mtls_record_the_certificate_as_actor(
             timeout=10,
         )
         assert created.experiment.created_by == SPIFFE_ID
-        for relay in server.relays:
-            await relay.drain()
-        listed = await event_service_pb2_grpc.EventServiceStub(channel).ListEvents(
-            event_service_pb2.ListEventsRequest(filter=f'actor = "{SPIFFE_ID}"'), timeout=10
+        # The event reaches the events service through the relay's peer channel (TLS); the
+        # stream yields it once it is appended.
+        stream = event_service_pb2_grpc.EventServiceStub(channel).Subscribe(
+            event_service_pb2.SubscribeRequest(filter=f'actor = "{SPIFFE_ID}"'), timeout=20
         )
-    assert [e.subject for e in listed.events] == ["experiments/churn"]
+        async with asyncio.timeout(20):
+            async for reply in stream:
+                event = reply.event
+                break
+        stream.cancel()
+    assert (event.subject, event.actor) == ("experiments/churn", SPIFFE_ID)
