@@ -14,16 +14,23 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): [Loaded<T>,
   const [result, setResult] = useState<Loaded<T>>({ state: "loading" });
   const [tick, setTick] = useState(0);
   const generation = useRef(0);
+  const reloading = useRef(false);
   useEffect(() => {
     const mine = ++generation.current;
-    setResult((r) => (r.state === "ready" ? r : { state: "loading" }));
+    // A reload keeps what is shown until the new answer is in; new inputs never show
+    // stale results (a search must not display the previous query's models).
+    if (!reloading.current) setResult({ state: "loading" });
+    reloading.current = false;
     load().then(
       (value) => mine === generation.current && setResult({ state: "ready", value }),
       (error) => mine === generation.current && setResult({ state: "error", problem: describeError(error) }),
     );
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, tick]);
-  const reload = useCallback(() => setTick((t) => t + 1), []);
+  const reload = useCallback(() => {
+    reloading.current = true;
+    setTick((t) => t + 1);
+  }, []);
   return [result, reload];
 }
 

@@ -36,6 +36,14 @@ function truncate(text: string, n: number): string {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
 }
 
+function labelOf(n: LineageNode): string {
+  const version = /^models\/([^/]+)\/versions\/(\d+)$/.exec(n.name);
+  if (version) return `${version[1]} v${version[2]}`;
+  const text = n.displayName || n.name;
+  // URLs and resource paths: their last segment is the part that tells nodes apart.
+  return text.includes("/") && n.type !== LineageNodeType.DATASET ? text.split("/").filter(Boolean).pop() ?? text : text;
+}
+
 export function LineageGraph({ nodes, edges, start }: { nodes: LineageNode[]; edges: LineageEdge[]; start: string }) {
   const layer = layers(nodes, edges);
   const columns: LineageNode[][] = [];
@@ -73,7 +81,7 @@ export function LineageGraph({ nodes, edges, start }: { nodes: LineageNode[]; ed
       {nodes.map((n) => {
         const p = pos.get(n.name)!;
         const href = hrefOf(n.name);
-        const label = n.displayName || n.name.split("/").slice(-2).join("/");
+        const label = labelOf(n);
         return (
           <g
             key={n.name}
@@ -91,7 +99,7 @@ export function LineageGraph({ nodes, edges, start }: { nodes: LineageNode[]; ed
               {TYPE_LABEL[n.type] ?? "node"}
             </text>
             <text x={10} y={35} className="label">
-              {truncate(label, 26)}
+              {truncate(label, 23)}
             </text>
           </g>
         );

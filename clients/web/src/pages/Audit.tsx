@@ -59,6 +59,7 @@ export function Audit({ params }: { params: URLSearchParams }) {
         </button>
       </form>
       <LiveTail filter={filter} />
+      <h2>History</h2>
       <Show loaded={loaded} what="events">
         {(page) =>
           page.events.length === 0 ? (
@@ -87,8 +88,13 @@ function LiveTail({ filter }: { filter: string }) {
     const abort = new AbortController();
     (async () => {
       try {
+        // Resume after the newest matching event already in the log, so nothing appended
+        // between the page's list and the stream opening is lost (from_now could miss it).
+        const newest = await api.events.listEvents({ filter, pageSize: 1, orderBy: "sequence desc" }, { signal: abort.signal });
+        const afterSequence = newest.events[0]?.sequence ?? 0n;
+        const stream = api.events.subscribe({ filter, afterSequence }, { signal: abort.signal, timeoutMs: 0 });
         setConnected(true);
-        for await (const { event } of api.events.subscribe({ filter, fromNow: true }, { signal: abort.signal, timeoutMs: 0 })) {
+        for await (const { event } of stream) {
           if (event) setEvents((list) => [event, ...list].slice(0, 200));
         }
       } catch (error) {
@@ -109,7 +115,11 @@ function LiveTail({ filter }: { filter: string }) {
         </label>
       </h2>
       {problem && <ErrorBox problem={problem} title="The live tail stopped" />}
-      {on && events.length === 0 && !problem && <p className="muted">Waiting for new events… they appear here without reloading.</p>}
+      {on && connected && events.length === 0 && !problem && (
+        <p className="muted" data-testid="live-waiting">
+          Waiting for new events… they appear here without reloading.
+        </p>
+      )}
       {events.length > 0 && <EventTable events={events} label="live events" live />}
     </section>
   );
