@@ -1,10 +1,11 @@
 """The event filter: the registry's one filter grammar (`modelreg_common.filters`, AIP-160
-subset) over the event fields `type`, `subject`, `actor`, `source`, `request_id`, `time` and
-`sequence`:
+subset) over the event fields `type`, `subject`, `actor`, `source`, `request_id`, `time`,
+`sequence` and `peer` (the network peer of the change):
 
     type = "model_version.created" AND subject = "models/fraud/*"
     type IN ("run.created", "run.updated") OR actor = "alice"
     time >= "2026-01-01T00:00:00Z" AND NOT source = "artifact"
+    peer LIKE "ipv4:10.0.%"
 
 Two event-specific rules on top of the grammar: a `subject` value ending in `*` (with `=`)
 matches by prefix, and `type` values must be known event types, so a typo is an error rather
