@@ -121,14 +121,12 @@ class Peers:
     ) -> None:
         self._settings = settings.peers
         self._self_target = self_target
-        # A configured peer token is what the other processes know; without one, calls go to
-        # this very process, which knows its own random internal token.
+        self._interceptors = list(interceptors)
+        # A configured peer token is what the other processes know. A peer with no target is
+        # this very process, which also knows its own random internal token.
         configured = self._settings.token
-        token = configured.get_secret_value() if configured is not None else internal_token
-        self._interceptors = [
-            *interceptors,
-            *([_PeerCredentials(token)] if token is not None else []),
-        ]
+        self._token = configured.get_secret_value() if configured is not None else None
+        self._internal_token = internal_token
         self._credentials = peer_channel_credentials(settings)
         self._options = [
             ("grpc.lb_policy_name", "round_robin"),
@@ -146,7 +144,12 @@ class Peers:
 
     def channel(self, name: str) -> aio.Channel:
         if name not in self._channels:
-            interceptors = self._interceptors or None
+            configured = bool(getattr(self._settings, name, ""))
+            token = self._token or (None if configured else self._internal_token)
+            interceptors = [
+                *self._interceptors,
+                *([_PeerCredentials(token)] if token is not None else []),
+            ] or None
             self._channels[name] = (
                 aio.insecure_channel(self.target(name), self._options, interceptors=interceptors)
                 if self._credentials is None

@@ -7,8 +7,7 @@ deployment back to the dataset; rollback restores the previous champion; and the
 names the actor of every step.
 
 Two users in one server: auth mode `local` with two listed tokens. A call with a token is that
-token's principal; the server's own calls between its services carry none and act as `local`
-(in `token` mode they would be refused: see docs/client.md, "Known gaps")."""
+token's principal (with the roles the local admin grants it); one without acts as `local`."""
 
 from __future__ import annotations
 
@@ -35,7 +34,7 @@ from modelreg.client import (
 from modelreg.client.cli import main as cli_main
 from modelreg.events.v1 import event_pb2
 from modelreg.lifecycle.v1 import transition_request_pb2
-from modelreg.metadata.v1 import lineage_pb2, model_version_pb2, run_pb2
+from modelreg.metadata.v1 import access_pb2, lineage_pb2, model_version_pb2, run_pb2
 from modelreg_events.domain.event_types import KNOWN_TYPES
 
 ALICE = "alice-" + uuid.uuid4().hex
@@ -147,6 +146,13 @@ async def test_the_user_journey(served: str, receiver: Receiver, tmp_path: Path)
     model = f"fraud-{uuid.uuid4().hex[:8]}"
     parent = f"models/{model}"
     champion = f"{parent}/aliases/champion"
+    async with AsyncRegistry(served) as admin:
+        # 0. The local admin lets alice create models (she owns what she creates) and bob
+        # review any model.
+        policy = (await admin.metadata.get_iam_policy(resource="registry")).policy
+        policy.bindings.add(role=access_pb2.ROLE_EDITOR, members=["user:alice"])
+        policy.bindings.add(role=access_pb2.ROLE_APPROVER, members=["user:bob"])
+        await admin.metadata.set_iam_policy(resource="registry", policy=policy)
     async with (
         AsyncRegistry(served, token=ALICE) as alice,
         AsyncRegistry(served, token=BOB) as bob,
@@ -192,10 +198,12 @@ async def test_the_user_journey(served: str, receiver: Receiver, tmp_path: Path)
             }
         )  # fmt: skip
 
-        # 4. A webhook and a Subscribe stream listen.
-        hook = await alice.events.create_webhook(
-            webhook={"url": receiver.url, "models": [parent]}, webhook_id=f"hook-{model}"
-        )
+        # 4. A webhook (set up by the admin: webhooks are registry-wide) and a Subscribe
+        # stream listen.
+        async with AsyncRegistry(served) as admin:
+            hook = await admin.events.create_webhook(
+                webhook={"url": receiver.url, "models": [parent]}, webhook_id=f"hook-{model}"
+            )
         # From the start of the log: the model's earlier events too, then live ones.
         stream = Collector()
         listener = asyncio.create_task(

@@ -44,8 +44,11 @@ async def cluster(
     everyone = {
         "MODELREG_AUTH__MODE": "token",
         "MODELREG_AUTH__TOKENS": json.dumps(tokens),
-        # What every service presents to its peers.
+        # What every service presents to its peers; its principal is an admin by configuration.
         "MODELREG_PEERS__TOKEN": PEER_TOKEN,
+        "MODELREG_AUTH__ADMINS": json.dumps(["user:system:peers"]),
+        # Every caller may create models (and so owns what it creates).
+        "MODELREG_AUTH__DEFAULT_ROLE": "editor",
     }
     if "events" not in services:
         everyone["MODELREG_RELAY_ENABLED"] = "false"

@@ -36,6 +36,9 @@ KNOWN_TYPES: frozenset[str] = frozenset(
         "registered_model_tag.deleted",
         "lineage_node.recorded",
         "lineage_edge.created",
+        "api_key.created",
+        "api_key.revoked",
+        "iam_policy.updated",
         # artifact
         "artifact.uploaded",
         "artifact.deleted",
