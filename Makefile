@@ -18,6 +18,7 @@ help:
 	@echo "make test    run the whole test suite (starts its own PostgreSQL and SeaweedFS)"
 	@echo "make setup   install everything (dev tools, buf, PostgreSQL and SeaweedFS binaries)"
 	@echo "make proto   format, lint and generate Python from protos/; make proto-check in CI"
+	@echo "make web     rebuild the web UI (TypeScript from protos/, Vite) into the server package"
 	@echo "make lint    ruff, mypy, import-linter, buf lint"
 	@echo "make bench   run the benchmark scripts in bench/"
 
@@ -41,8 +42,33 @@ $(NODE_STAMP): clients/node/package-lock.json
 	  npm ci --prefix clients/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: skipping the Node.js client"; fi
 
+# The web UI's tools (clients/web): Vite, TypeScript, protoc-gen-es, and playwright-core for its
+# browser tests. Its built assets are committed, so `make serve` needs none of this.
+WEB := clients/web
+WEB_STAMP := $(WEB)/node_modules/.package-lock.json
+$(WEB_STAMP): $(WEB)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: skipping the web UI's tools (its browser tests skip)"; fi
+
+# Debian's Chromium for the browser tests (playwright-core drives it; it downloads no browser).
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (Debian) for the web UI's browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found and not root: the web UI's browser tests will skip"; fi; \
+	fi
+
 setup-run: $(VENV)/.run-installed
-setup: $(VENV)/.dev-installed $(NODE_STAMP)
+setup: $(VENV)/.dev-installed $(NODE_STAMP) $(WEB_STAMP) browser
+
+# Rebuild the web UI: TypeScript from protos/ (buf + protoc-gen-es), type check, Vite build into
+# services/server/modelreg_server/web_assets/ (commit the result).
+.PHONY: web
+web: $(VENV)/.dev-installed $(WEB_STAMP)
+	cd $(WEB) && BUF=$(CURDIR)/$(BIN)/buf ./generate.sh && npm run build
 
 serve: setup-run
 	$(BIN)/modelreg serve $(ARGS)

@@ -43,7 +43,10 @@ async def seed(alice: AsyncRegistry, files: Path) -> Seeded:
             parent=experiment.name,
             run={
                 "display_name": "xgboost nightly",
-                "code": {"repository_url": "https://git.example.com/risk/fraud", "commit": "4f2a9c1e" * 5},
+                "code": {
+                    "repository_url": "https://git.example.com/risk/fraud",
+                    "commit": "4f2a9c1e" * 5,
+                },
             },
         )
     ).run
