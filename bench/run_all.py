@@ -1,4 +1,5 @@
-"""Run every benchmark script in bench/ (w*.py), one after another, and keep their JSON.
+"""Run every benchmark script in bench/ (w*.py, authz.py), one after another, and keep their
+JSON.
 
 Each script prints one JSON document (see bench/README.md); this collects them into
 bench/results/<UTC timestamp>.json so runs compare over time. Benchmarks are not tests: they
@@ -18,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    scripts = sorted(p for p in HERE.glob("w*.py") if p.is_file())
+    scripts = sorted(p for p in [*HERE.glob("w*.py"), HERE / "authz.py"] if p.is_file())
     only = set(sys.argv[1:])
     results: dict[str, object] = {}
     failed = []

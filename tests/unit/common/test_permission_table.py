@@ -107,3 +107,18 @@ def test_handler_rules_leave_the_check_to_the_handler() -> None:
     upload = RULES["/modelreg.artifact.v1.ArtifactService/Upload"]
     assert upload.scope is Scope.HANDLER
     assert allowed(upload, access(), Named())
+
+
+def test_docs_roles_md_is_the_table() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "scripts" / "roles_table.py"
+    spec = importlib.util.spec_from_file_location("roles_table", script)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    block = module.BLOCK.search(module.DOC.read_text())
+    assert block is not None, "docs/roles.md lost its roles-table markers"
+    assert block.group(2) == module.table(), "run scripts/roles_table.py --write"
