@@ -33,11 +33,9 @@ from modelreg.metadata.v1 import access_pb2
 from modelreg_common.access import Access, Role
 from modelreg_common.authorizer import Authorizer, check
 from modelreg_common.context import Principal
+from modelreg_common.local_postgres import free_port
 from modelreg_common.permissions import RULES
 from modelreg_common.settings import AuthSettings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from w2_aliases import free_port  # noqa: E402
 
 ADMIN_TOKEN = "bench-admin-" + uuid.uuid4().hex
 USER_TOKEN = "bench-user-" + uuid.uuid4().hex
