@@ -21,7 +21,7 @@ from modelreg_server.web import WebGateway, loopback_target
 log = get_logger("modelreg.server")
 
 
-def _web_reason_off(settings: Settings, services: Sequence[str] | None) -> str | None:
+def web_off_reason(settings: Settings, services: Sequence[str] | None) -> str | None:
     """Why this process serves no web UI, or None when it does."""
     if not settings.web_listen:
         return "MODELREG_WEB_LISTEN is empty"
@@ -39,7 +39,7 @@ async def _serve(settings: Settings, services: Sequence[str] | None) -> None:
     specs = load_specs(services)
     async with database(settings) as dsn:
         server = RegistryServer(settings, specs, dsn)
-        reason = _web_reason_off(settings, services)
+        reason = web_off_reason(settings, services)
         if reason is not None:
             log.info("web.off", reason=reason)
             await server.serve_until_signal()
