@@ -16,7 +16,7 @@ import pytest
 
 from e2e.journey.serving import wait_serving
 from modelreg_common.local_postgres import free_port
-from modelreg_common.settings import Settings
+from modelreg_common.settings import Settings, TlsSettings
 from modelreg_server.catalog import SERVICES
 from modelreg_server.cli import web_off_reason
 
@@ -26,7 +26,7 @@ def test_the_ui_runs_only_where_every_service_does() -> None:
     assert web_off_reason(Settings(), list(SERVICES)) is None
     assert web_off_reason(Settings(web_listen=""), None) == "MODELREG_WEB_LISTEN is empty"
     assert web_off_reason(Settings(), ["metadata"]) == "not every service runs in this process"
-    tls = Settings(tls={"cert_file": "/x.pem", "key_file": "/x.key"})
+    tls = Settings(tls=TlsSettings(cert_file=Path("/x.pem"), key_file=Path("/x.key")))
     assert web_off_reason(tls, None) == "TLS is configured on the gRPC port"
 
 
