@@ -415,12 +415,14 @@ def test_overlays_change_what_they_say() -> None:
 # -- network policy: who may call whom ------------------------------------------------------
 
 # The calls the services make (peers, from the code): lifecycle checks versions in metadata;
-# metadata seals manifests in artifact and asks lifecycle; every outbox relay publishes to events.
+# metadata seals manifests in artifact and asks lifecycle; every outbox relay publishes to events;
+# every service asks metadata for its callers' roles and API keys, and follows grant changes and
+# sends usage counts to events (the events service is its own peer for those).
 CALLS: dict[str, set[str]] = {
     "metadata": {"artifact", "lifecycle", "events"},
-    "artifact": {"events"},
+    "artifact": {"metadata", "events"},
     "lifecycle": {"metadata", "events"},
-    "events": set(),
+    "events": {"metadata"},
 }
 
 
