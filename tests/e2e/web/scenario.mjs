@@ -163,7 +163,7 @@ try {
 
   current = "self-approval is visibly impossible";
   await alice.getByRole("link", { name: "Approvals" }).click();
-  const mine = alice.getByTestId("request").filter({ hasText: MODEL });
+  const mine = alice.getByTestId("request").filter({ hasText: "@champion" });
   await mine.waitFor();
   check(await mine.getByRole("button", { name: "Approve" }).isDisabled(), "alice can press Approve on her own request");
   const why = await mine.getByTestId("self-approval").innerText();
@@ -181,12 +181,28 @@ try {
   await watcher.getByTestId("events").waitFor();
   await watcher.getByTestId("live-waiting").waitFor();
 
+  current = "a failing policy check: shown, and the server's refusal readable";
+  const reviewer = await context.newPage();
+  reviewer.on("pageerror", (e) => consoleErrors.push(String(e)));
+  await signIn(reviewer, BOB, "bob");
+  await reviewer.goto(`${BASE}/approvals`);
+  const blocked = reviewer.getByTestId("request").filter({ hasText: "stage Production" });
+  await blocked.locator(".check.fail").waitFor();
+  await blocked.getByRole("button", { name: "Approve" }).click();
+  const refusal = blocked.locator(".error");
+  await refusal.waitFor();
+  const refusalText = await refusal.innerText();
+  check(/FailedPrecondition/.test(refusalText) && /tags\.validated/.test(refusalText), `refusal shown as ${refusalText}`);
+  await shot(reviewer, "approvals-refused");
+  report("policy-check-refused", { shown: refusalText.split("\n").filter(Boolean) });
+  await reviewer.close();
+
   current = "bob approves alice's request";
   const bob = await context.newPage();
   bob.on("pageerror", (e) => consoleErrors.push(String(e)));
   await signIn(bob, BOB, "bob");
   await bob.goto(`${BASE}/approvals`);
-  const theirs = bob.getByTestId("request").filter({ hasText: MODEL });
+  const theirs = bob.getByTestId("request").filter({ hasText: "@champion" });
   await theirs.waitFor();
   check(await theirs.getByRole("button", { name: "Approve" }).isEnabled(), "bob cannot approve");
   await theirs.getByLabel("Comment").fill("Checked the November metrics");

@@ -26,6 +26,7 @@ SIGNATURE = {
 class Seeded:
     model: str
     request: str  # alice's pending request: v2 -> champion
+    blocked: str  # alice's pending request v2 -> Production, whose policy check fails
 
 
 def _write_model(root: Path, marker: bytes) -> Path:
@@ -126,6 +127,21 @@ async def seed(alice: AsyncRegistry, files: Path) -> Seeded:
             },
         )
     ).transition_request
+    # A request made before the policy covered Production: its check now fails, so an
+    # approval is refused by the server, which the approvals page must show readably.
+    blocked = (
+        await alice.lifecycle.create_transition_request(
+            parent=parent,
+            transition_request={
+                "version": f"{parent}/versions/2",
+                "stage": "Production",
+                "comment": "ship it",
+            },
+        )
+    ).transition_request
+    policy = (await alice.lifecycle.get_policy(name=f"{parent}/policy")).policy
+    policy.rules.add(stages=["Production"], required_approvals=1, checks=["tags.validated"])
+    await alice.lifecycle.set_policy(policy=policy)
     for name, description, tags in (
         ("churn", "Predicts which subscribers cancel next month.", {"team": "growth"}),
         ("credit-risk", "Probability of default for new loans.", {"team": "risk"}),
@@ -134,4 +150,4 @@ async def seed(alice: AsyncRegistry, files: Path) -> Seeded:
             registered_model_id=name,
             registered_model={"description": description, "tags": tags},
         )
-    return Seeded(model=MODEL, request=request.name)
+    return Seeded(model=MODEL, request=request.name, blocked=blocked.name)

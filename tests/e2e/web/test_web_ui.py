@@ -370,8 +370,17 @@ async def test_the_pages_in_a_browser(served: Served) -> None:
     assert any("/runs/" in n for n in nodes), nodes
     assert "cannot approve" in by_step["self-approval-refused"]["message"]
     assert "model_version.alias_set" in by_step["live-event"]["types"]
+    assert any("tags.validated" in line for line in by_step["policy-check-refused"]["shown"])
     shots = sorted(Path(s["path"]).name for s in steps if s["step"] == "screenshot")
-    for name in ("catalogue-search", "model", "version", "approvals-self", "audit", "audit-live"):
+    for name in (
+        "catalogue-search",
+        "model",
+        "version",
+        "approvals-self",
+        "approvals-refused",
+        "audit",
+        "audit-live",
+    ):
         assert f"{name}.png" in shots
         assert (screenshots / f"{name}.png").stat().st_size > 10_000
     print(f"\nscreenshots of the web UI: {screenshots}")

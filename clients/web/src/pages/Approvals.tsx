@@ -65,6 +65,14 @@ function target(r: TransitionRequest): string {
   return r.target.case === "alias" ? `@${r.target.value}` : r.target.case === "stage" ? `stage ${r.target.value}` : "?";
 }
 
+// `base` is what the target was when the request was made: a version for an alias, a stage
+// for a stage move.
+function baseText(r: TransitionRequest): string {
+  if (r.target.case === "stage") return `now in stage ${r.base}`;
+  const v = parseVersionName(r.base);
+  return v ? `@${r.target.value} is on v${v.version} now` : `currently ${r.base}`;
+}
+
 function outcome(r: TransitionRequest): string {
   const v = parseVersionName(r.version);
   const what = `${v ? `${v.model} v${v.version}` : r.version} → ${target(r)}`;
@@ -175,7 +183,7 @@ function RequestCard({ request: r, onDone }: { request: TransitionRequest; onDon
       </h2>
       <p className="meta">
         Requested by <strong>{r.requester}</strong> <Time ts={r.createTime} />
-        {r.base && <> · currently {r.base.split("/").pop() ? `v${r.base.split("/").pop()}` : r.base}</>}
+        {r.base && <> · {baseText(r)}</>}
       </p>
       {r.comment && <blockquote>{r.comment}</blockquote>}
       <p>

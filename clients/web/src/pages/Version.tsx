@@ -142,11 +142,21 @@ function RequestPromotion({ model, version }: { model: string; version: string }
         </label>
         <label>
           {kind === "alias" ? "Alias" : "Stage"}
-          <input value={target} onChange={(e) => setTarget(e.target.value)} required />
+          <input
+            value={target}
+            onChange={(e) => setTarget(e.target.value)}
+            required
+            aria-invalid={problem?.fields.some((f) => f.field.endsWith(`.${kind}`)) || undefined}
+          />
         </label>
         <label className="grow">
           Comment
-          <input value={comment} onChange={(e) => setComment(e.target.value)} placeholder="Why this version?" />
+          <input
+            value={comment}
+            onChange={(e) => setComment(e.target.value)}
+            placeholder="Why this version?"
+            aria-invalid={problem?.fields.some((f) => f.field.endsWith(".comment")) || undefined}
+          />
         </label>
         <button type="submit" className="primary">
           Request
