@@ -67,8 +67,10 @@ async def _serve(settings: Settings, services: Sequence[str] | None) -> None:
             await stop.wait()
         finally:
             log.info("server.stopping")
-            await gateway.stop()
+            # gRPC first: its grace ends the streams the gateway relays with a status the
+            # browser can read; then the gateway has nothing left in flight.
             await server.stop()
+            await gateway.stop()
 
 
 async def _migrate(settings: Settings, services: Sequence[str] | None) -> None:

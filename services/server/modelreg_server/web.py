@@ -224,8 +224,14 @@ class WebGateway:
         ]
         target = self._target()
         self._channel = aio.insecure_channel(target, options=options)
-        # Cancelling the handler when the browser goes away ends the upstream stream too.
-        runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
+        # Cancelling the handler when the browser goes away ends the upstream stream too; on
+        # shutdown, open streams (live tails) get the same grace as gRPC calls, not a minute.
+        runner = web.AppRunner(
+            self.app(),
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=self._settings.shutdown_grace_seconds,
+        )
         await runner.setup()
         self._runner = runner  # so stop() cleans up even when binding fails below
         await web.TCPSite(runner, host, port).start()
@@ -255,7 +261,9 @@ class WebGateway:
         path = request.path
         kind = known_methods().get(path) if _METHOD_PATH.match(path) else None
         if kind is None:
-            return await self._reply_status(request, grpc.StatusCode.UNIMPLEMENTED, f"{path}")
+            return await self._reply_status(
+                request, grpc.StatusCode.UNIMPLEMENTED, f"{path} is not a method of the registry"
+            )
         if kind.client_streaming:
             return await self._reply_status(
                 request,
@@ -298,12 +306,12 @@ class WebGateway:
     async def _relay_stream(
         self, request: web.Request, call: aio.UnaryStreamCall[Any, Any]
     ) -> web.StreamResponse:
-        response: web.StreamResponse | None = None
         try:
+            # Headers go out at once, so the browser knows the stream is open even while no
+            # event comes (a live tail may wait for minutes); the status is in the trailers.
+            response = await self._open(request, ())
             try:
                 async for reply in call:
-                    if response is None:
-                        response = await self._open(request, await call.initial_metadata())
                     await response.write(encode_data_frame(reply))
                 trailers = status_trailers(
                     grpc.StatusCode.OK, "", await call.trailing_metadata() or ()
@@ -312,8 +320,6 @@ class WebGateway:
                 trailers = status_trailers(
                     exc.code(), exc.details() or "", exc.trailing_metadata() or ()
                 )
-            if response is None:
-                response = await self._open(request, ())
             await response.write(encode_trailer_frame(trailers))
             await response.write_eof()
             return response

@@ -9,16 +9,20 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from e2e.journey.serving import wait_serving
+from modelreg.events.v1 import event_service_pb2
 from modelreg_common.local_postgres import free_port
 from modelreg_common.settings import Settings, TlsSettings
 from modelreg_server.catalog import SERVICES
 from modelreg_server.cli import web_off_reason
+from modelreg_server.web import decode_frames, encode_data_frame
 
 
 def test_the_ui_runs_only_where_every_service_does() -> None:
@@ -113,3 +117,45 @@ async def test_local_mode_refuses_a_ui_on_a_public_address(dsn: str, tmp_path: P
         await asyncio.to_thread(_stop, process)
     assert code != 0
     assert "refusing to serve the web UI on 0.0.0.0" in (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.slow
+async def test_sigterm_with_a_live_tail_open_stops_within_the_grace(
+    dsn: str, tmp_path: Path
+) -> None:
+    web_port = free_port()
+    port = free_port()
+    process = await asyncio.to_thread(
+        _serve,
+        dsn,
+        tmp_path,
+        port,
+        MODELREG_WEB_LISTEN=f"127.0.0.1:{web_port}",
+        MODELREG_SHUTDOWN_GRACE_SECONDS="1",
+    )
+    try:
+        await asyncio.to_thread(wait_serving, f"127.0.0.1:{port}", process, 60)
+        subscribe = event_service_pb2.SubscribeRequest(from_now=True)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"http://127.0.0.1:{web_port}/modelreg.events.v1.EventService/Subscribe",
+                data=encode_data_frame(subscribe.SerializeToString()),
+                headers={"Content-Type": "application/grpc-web+proto"},
+            ) as response,
+        ):
+            # The headers are in: the stream is open, and no event will come to end it.
+            assert response.status == 200
+            reading = asyncio.create_task(response.read())
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 15)
+            elapsed = time.monotonic() - started
+            body = await reading
+    finally:
+        await asyncio.to_thread(_stop, process)
+    assert code == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    assert elapsed < 5
+    # The stream ends with a status the browser can read, not a cut connection.
+    _, trailers = decode_frames(body)
+    assert trailers["grpc-status"] in ("1", "14"), trailers
