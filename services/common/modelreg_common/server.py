@@ -234,7 +234,7 @@ class RegistryServer:
         )
         self.authenticator.add_verifier(api_keys)
         self.authorizer.on_invalidate(api_keys.clear)
-        self.usage = UsageRecorder.for_peers(self._peers)
+        self.usage = UsageRecorder.for_peers(self._peers, registry=self.metrics.registry)
 
     @property
     def address(self) -> str:
@@ -348,8 +348,9 @@ class RegistryServer:
         # Before the port is released: a watcher reconnecting after that could reach the next
         # server on the same port.
         await self._access_watcher.stop()
-        await server.stop(grace)
+        # The last usage flush needs the events service, which may be this very server.
         await self.usage.stop()
+        await server.stop(grace)
         for relay in self.relays:
             await relay.stop()
         for component in reversed(self.components):
