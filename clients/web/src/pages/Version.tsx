@@ -56,6 +56,7 @@ export function VersionPage({ model, version }: { model: string; version: string
                 </>
               )}
             </dl>
+            <WhereItIs model={model} version={name} />
             <RequestPromotion model={model} version={name} />
             <section aria-labelledby="signature">
               <h2 id="signature">Signature</h2>
@@ -105,6 +106,26 @@ export function VersionPage({ model, version }: { model: string; version: string
         )
       }
     </Show>
+  );
+}
+
+// Which aliases point at this version and which stage it is in: what a reviewer asks first.
+function WhereItIs({ model, version }: { model: string; version: string }) {
+  const [loaded] = useLoad(async () => {
+    const [aliases, stage] = await Promise.all([
+      api.aliases.listAliases({ parent: `models/${model}`, pageSize: 100 }),
+      api.stages.getVersionStage({ name: version }),
+    ]);
+    return { aliases: aliases.aliases.filter((a) => a.version === version), stage: stage.versionStage?.stage ?? "" };
+  }, [version]);
+  if (loaded.state !== "ready") return null;
+  const { aliases, stage } = loaded.value;
+  return (
+    <p className="meta" data-testid="where">
+      {aliases.length ? aliases.map((a) => <Badge key={a.name} tone="info">@{a.name.split("/").pop()}</Badge>) : "No alias points here"}
+      {" · "}
+      {stage && stage !== "None" ? <Badge tone={stage === "Production" ? "ok" : "info"}>{stage}</Badge> : "in no stage"}
+    </p>
   );
 }
 
