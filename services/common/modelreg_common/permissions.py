@@ -183,17 +183,18 @@ RULES: dict[str, Rule] = {
     f"{_EV}EventService/Subscribe": _listing("events.subscribe"),
     f"{_EV}UsageService/RecordUsage": _internal("usage.record"),
     f"{_EV}UsageService/ListUsage": _resource("usage.list", VIEW, "parent"),
-    # Webhooks see every event their filter matches, whatever model it is about: admins only
-    # change them; reading them is registry-wide.
-    f"{_EV}WebhookService/CreateWebhook": _resource("webhooks.create", ADM),
-    f"{_EV}WebhookService/GetWebhook": _resource("webhooks.get", VIEW),
-    f"{_EV}WebhookService/ListWebhooks": _resource("webhooks.list", VIEW),
-    f"{_EV}WebhookService/UpdateWebhook": _resource("webhooks.update", ADM),
-    f"{_EV}WebhookService/DeleteWebhook": _resource("webhooks.delete", ADM),
-    f"{_EV}WebhookService/TestWebhook": _resource("webhooks.test", ADM),
-    f"{_EV}WebhookService/RotateWebhookSecret": _resource("webhooks.update", ADM),
-    f"{_EV}WebhookService/ListDeliveries": _resource("webhooks.get", VIEW),
-    f"{_EV}WebhookService/RedeliverEvent": _resource("webhooks.redeliver", ADM),
+    # A webhook limited to models (`webhook.models`) is managed by their owners and read by
+    # their viewers; one without models sees every model's events and belongs to the registry
+    # (admins manage it, registry viewers read it). The events domain checks the stored hook.
+    f"{_EV}WebhookService/CreateWebhook": _handler("webhooks.create"),
+    f"{_EV}WebhookService/GetWebhook": _handler("webhooks.get"),
+    f"{_EV}WebhookService/ListWebhooks": _listing("webhooks.list"),
+    f"{_EV}WebhookService/UpdateWebhook": _handler("webhooks.update"),
+    f"{_EV}WebhookService/DeleteWebhook": _handler("webhooks.delete"),
+    f"{_EV}WebhookService/TestWebhook": _handler("webhooks.test"),
+    f"{_EV}WebhookService/RotateWebhookSecret": _handler("webhooks.update"),
+    f"{_EV}WebhookService/ListDeliveries": _handler("webhooks.get"),
+    f"{_EV}WebhookService/RedeliverEvent": _handler("webhooks.redeliver"),
 }
 
 

@@ -122,8 +122,8 @@ class Peers:
         self._settings = settings.peers
         self._self_target = self_target
         self._interceptors = list(interceptors)
-        # A configured peer token is what the other processes know. A peer with no target is
-        # this very process, which also knows its own random internal token.
+        # A configured peer token is what the other processes know; a peer with no target is
+        # this very process, which knows its own random internal token.
         configured = self._settings.token
         self._token = configured.get_secret_value() if configured is not None else None
         self._internal_token = internal_token
@@ -144,8 +144,10 @@ class Peers:
 
     def channel(self, name: str) -> aio.Channel:
         if name not in self._channels:
-            configured = bool(getattr(self._settings, name, ""))
-            token = self._token or (None if configured else self._internal_token)
+            # This process (no target) is called with its internal token: roles are resolved
+            # with calls to metadata, which must not themselves wait for a role lookup.
+            remote = bool(getattr(self._settings, name, ""))
+            token = self._token if remote else (self._internal_token or self._token)
             interceptors = [
                 *self._interceptors,
                 *([_PeerCredentials(token)] if token is not None else []),

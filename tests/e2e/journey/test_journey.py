@@ -198,12 +198,11 @@ async def test_the_user_journey(served: str, receiver: Receiver, tmp_path: Path)
             }
         )  # fmt: skip
 
-        # 4. A webhook (set up by the admin: webhooks are registry-wide) and a Subscribe
-        # stream listen.
-        async with AsyncRegistry(served) as admin:
-            hook = await admin.events.create_webhook(
-                webhook={"url": receiver.url, "models": [parent]}, webhook_id=f"hook-{model}"
-            )
+        # 4. A webhook (alice owns the model, so she may add one limited to it) and a
+        # Subscribe stream listen.
+        hook = await alice.events.create_webhook(
+            webhook={"url": receiver.url, "models": [parent]}, webhook_id=f"hook-{model}"
+        )
         # From the start of the log: the model's earlier events too, then live ones.
         stream = Collector()
         listener = asyncio.create_task(

@@ -35,7 +35,7 @@ from modelreg.metadata.v1 import registered_model_service_pb2_grpc as rms_grpc
 from modelreg_common.access import Access, Role
 from modelreg_common.auth import hash_token
 from modelreg_common.context import CallInfo, Principal, bind_call, unbind_call
-from modelreg_common.errors import NotFound
+from modelreg_common.errors import NotFound, PermissionDenied
 from modelreg_common.relay import OutboxRelay
 from modelreg_common.settings import AuthSettings, TokenEntry
 from modelreg_events.app import EventsComponent, spec_with
@@ -238,7 +238,9 @@ async def test_subscribe_catch_up_and_live_show_only_readable_models(log) -> Non
     assert got == [*VISIBLE, "models/fraud/versions/2", "models/fraud/versions/3"]
 
 
-async def test_list_deliveries_shows_only_readable_models(start_server, open_channel) -> None:
+async def test_deliveries_of_a_registry_wide_webhook_are_for_registry_readers(
+    start_server, open_channel
+) -> None:
     receiver = await Receiver().start()
     try:
         server = await start_server([SPEC], settings=make_settings(relay_enabled=False))
@@ -259,11 +261,13 @@ async def test_list_deliveries_shows_only_readable_models(start_server, open_cha
             e.id: e.subject
             for e in (await stub.ListEvents(event_service_pb2.ListEventsRequest())).events
         }
-        with reader_of("fraud"):
-            narrowed = await servicer.ListDeliveries(request, NO_CONTEXT)
-        assert sorted(subjects[d.event.split("/")[1]] for d in narrowed.deliveries) == sorted(
-            VISIBLE
+        assert sorted(subjects[d.event.split("/")[1]] for d in everything.deliveries) == sorted(
+            VISIBLE + HIDDEN
         )
+        # A webhook with no models sees every model's events: a reader of one model may not
+        # look at its deliveries at all (webhooks limited to models are their readers').
+        with reader_of("fraud"), pytest.raises(PermissionDenied):
+            await servicer.ListDeliveries(request, NO_CONTEXT)
     finally:
         await receiver.stop()
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from modelreg_common.access import REGISTRY, Role, current_access, require
 from modelreg_common.errors import InvalidArgument
 from modelreg_common.names import parse_model
 from modelreg_events.domain.envelope import body_and_headers
@@ -70,6 +71,22 @@ def check_description(text: str, field: str) -> str:
     return text
 
 
+def require_on_hook(models: Sequence[str], role: Role) -> None:
+    """A webhook limited to models is theirs to manage (owner) or read (viewer); one that sees
+    every model's events belongs to the registry: admins manage it, registry viewers read it."""
+    if not models:
+        require(Role.ADMIN if role >= Role.OWNER else role, REGISTRY)
+    for model in models:
+        require(role, model)
+
+
+def may_read_hook(models: Sequence[str]) -> bool:
+    access = current_access()
+    if not models:
+        return access.role_on(None) >= Role.VIEWER
+    return all(access.allows(Role.VIEWER, m) for m in models)
+
+
 class WebhooksService:
     def __init__(
         self,
@@ -105,11 +122,13 @@ class WebhooksService:
     ) -> tuple[Webhook, str] | bytes:
         """The new webhook and its secret, or the saved response of an earlier identical
         request (`idempotency`)."""
+        checked_models = check_models(models, "webhook.models")
+        require_on_hook(checked_models, Role.OWNER)
         draft = Webhook(
             id=check_webhook_id(webhook_id, "webhook_id") if webhook_id else uuid.uuid4().hex,
             url=self.check_url(url, "webhook.url"),
             event_types=check_event_types(event_types, "webhook.event_types"),
-            models=check_models(models, "webhook.models"),
+            models=checked_models,
             state=state,
             description=check_description(description, "webhook.description"),
             revision=1,
@@ -123,15 +142,36 @@ class WebhooksService:
         return created if isinstance(created, bytes) else (created, secret)
 
     async def get(self, webhook_id: str) -> Webhook:
-        return await self._repo.get(webhook_id)
+        webhook = await self._repo.get(webhook_id)
+        require_on_hook(webhook.models, Role.VIEWER)
+        return webhook
+
+    async def _managed(self, webhook_id: str) -> Webhook:
+        webhook = await self._repo.get(webhook_id)
+        require_on_hook(webhook.models, Role.OWNER)
+        return webhook
 
     async def list_webhooks(self, *, after: str | None, limit: int) -> list[Webhook]:
-        return await self._repo.list_webhooks(after=after, limit=limit)
+        """Up to `limit` webhooks the caller may read, in id order; hidden ones are skipped
+        inside the page, so neither page sizes nor tokens reveal them."""
+        found: list[Webhook] = []
+        cursor = after
+        while len(found) < limit:
+            batch = await self._repo.list_webhooks(after=cursor, limit=limit)
+            found.extend(w for w in batch if may_read_hook(w.models))
+            if len(batch) < limit:
+                break
+            cursor = batch[-1].id
+        return found[:limit]
 
     async def delete(self, webhook_id: str, *, etag: str | None) -> None:
+        await self._managed(webhook_id)
         await self._repo.delete(webhook_id, etag=etag)
 
     async def update(self, patch: WebhookPatch, *, etag: str | None) -> Webhook:
+        await self._managed(patch.id)
+        if patch.models is not None:
+            require_on_hook(check_models(patch.models, "webhook.models"), Role.OWNER)
         checked = WebhookPatch(
             id=patch.id,
             url=self.check_url(patch.url, "webhook.url") if patch.url is not None else None,
@@ -152,10 +192,12 @@ class WebhooksService:
         if overlap_seconds < 0 or overlap_seconds > MAX_OVERLAP_SECONDS:
             raise InvalidArgument("overlap", f"must be between 0 and {MAX_OVERLAP_SECONDS} s")
         overlap = overlap_seconds or self._default_overlap
+        await self._managed(webhook_id)
         secret = new_secret()
         return await self._repo.rotate_secret(webhook_id, secret, overlap), secret
 
     async def test(self, webhook_id: str, event: EventRecord) -> SendResult:
+        await self._managed(webhook_id)
         url, secrets = await self._repo.signing_secrets(webhook_id)
         body, headers = body_and_headers(event, secrets, int(self._clock()))
         return await self._sender.send(url, headers, body)
@@ -169,10 +211,12 @@ class WebhooksService:
         limit: int,
         readable: frozenset[str] | None = None,
     ) -> list[Delivery]:
+        require_on_hook((await self._repo.get(webhook_id)).models, Role.VIEWER)
         return await self._repo.list_deliveries(
             webhook_id, state=state, after=after, limit=limit, readable=readable
         )
 
     async def redeliver(self, webhook_id: str, event_id: uuid.UUID) -> Delivery:
+        await self._managed(webhook_id)
         delivery_id = await self._repo.redeliver(webhook_id, event_id)
         return await self._repo.get_delivery(delivery_id)
