@@ -421,12 +421,10 @@ async def test_creator_owns_a_new_model(env: Env) -> None:
     policy = await env.policy("models/fraud")
     assert [(b.role, list(b.members)) for b in policy.bindings] == [(ac.ROLE_OWNER, ["user:local"])]
     assert policy.etag == '"1"'
+    # One change, one event: the grant is recorded with the creation.
     events = await env.outbox()
-    assert [(t, s) for t, s, _ in events] == [
-        ("registered_model.created", "models/fraud"),
-        ("iam_policy.updated", "models/fraud"),
-    ]
-    assert events[1][2] == {"bindings": [{"role": "owner", "members": ["user:local"]}]}
+    assert [(t, s) for t, s, _ in events] == [("registered_model.created", "models/fraud")]
+    assert events[0][2]["owner"] == "user:local"
 
 
 async def test_rename_moves_the_policy_and_delete_removes_it(env: Env) -> None:

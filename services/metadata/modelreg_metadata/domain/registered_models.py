@@ -9,7 +9,6 @@ from modelreg_common.access import Role, readable_models
 from modelreg_common.context import current_principal
 from modelreg_common.errors import FailedPrecondition, NotFound
 from modelreg_common.names import check_id, parse_model
-from modelreg_metadata.domain.access import bindings_data
 from modelreg_metadata.domain.common import check_etag, mask_paths
 from modelreg_metadata.domain.models import (
     Binding,
@@ -64,27 +63,17 @@ class RegisteredModelService:
                     return existing
             creator = current_principal()
             model = await tx.models.create(model_id, description, tags, creator.subject)
-            events = [
-                Event(
-                    "registered_model.created",
-                    model.resource_name,
-                    {"description": description, "tags": dict(tags)},
-                )
-            ]
+            data: dict[str, object] = {"description": description, "tags": dict(tags)}
             # The creator owns what it creates, in the same transaction, so there is no
             # moment when the model exists and nobody may manage it. The services' own
-            # principal creates on someone else's behalf and owns nothing.
+            # principal creates on someone else's behalf and owns nothing. The grant travels
+            # in the created event (one event per creation); other processes re-resolve the
+            # creator's roles on its first denied call.
             if creator.method != "internal":
                 owner = (Binding(Role.OWNER, (f"user:{creator.subject}",)),)
                 await tx.policies.replace(model.resource_name, owner, creator.subject)
-                # Other processes drop the creator's cached roles on this event.
-                events.append(
-                    Event(
-                        "iam_policy.updated",
-                        model.resource_name,
-                        {"bindings": bindings_data(owner)},
-                    )
-                )
+                data["owner"] = f"user:{creator.subject}"
+            events = [Event("registered_model.created", model.resource_name, data)]
             await tx.publish(events)
             if key is not None:
                 await tx.remember(key, model.resource_name)
