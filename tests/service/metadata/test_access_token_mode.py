@@ -158,3 +158,53 @@ async def test_keys_and_roles_of_others_are_out_of_reach(callers: Callers) -> No
     assert mine.registry_role == ac.ROLE_UNSPECIFIED
     every = await root.access.ListApiKeys(acs.ListApiKeysRequest())
     assert {k.name for k in every.api_keys} == {roots.api_key.name, alices.api_key.name}
+
+
+async def test_an_api_key_authenticates_until_revoked(start_server: Any) -> None:
+    auth = AuthSettings(
+        mode="token",
+        tokens=[TokenEntry(sha256=hash_token(ALICE_TOKEN), principal="alice", groups=["ml"])],
+        admins=["user:root"],
+        # Everyone may create models; the creator then owns hers.
+        default_role="editor",
+    )
+    server = await start_server([SPEC], settings=make_settings(auth=auth, relay_enabled=False))
+    async with aio.insecure_channel(server.address, interceptors=[_Bearer(ALICE_TOKEN)]) as ch:
+        alice = stubs(ch)
+        await alice.models.CreateRegisteredModel(
+            rms.CreateRegisteredModelRequest(
+                registered_model_id="fraud", registered_model=rm.RegisteredModel()
+            )
+        )
+        created = await alice.access.CreateApiKey(
+            acs.CreateApiKeyRequest(api_key=ac.ApiKey(display_name="ci", groups=["ml"]))
+        )
+        secret = created.secret
+    async with aio.insecure_channel(server.address, interceptors=[_Bearer(secret)]) as ch:
+        key = stubs(ch)
+        # The key acts as alice: she owns the model she created.
+        listed = await key.models.ListRegisteredModels(rms.ListRegisteredModelsRequest())
+        assert [m.name for m in listed.registered_models] == ["models/fraud"]
+        me = await key.access.ResolveAccess(acs.ResolveAccessRequest())
+        assert [(m.model, m.role) for m in me.model_roles] == [("models/fraud", ac.ROLE_OWNER)]
+        # A key does not mint keys (it would outlive its own revocation).
+        await expect_error(
+            key.access.CreateApiKey(acs.CreateApiKeyRequest(api_key=ac.ApiKey())),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "MISSING_ROLE",
+        )
+        # Revoked with itself: the next call is refused at once, not after a cache expiry.
+        await key.access.RevokeApiKey(acs.RevokeApiKeyRequest(name=created.api_key.name))
+        await expect_error(
+            key.models.ListRegisteredModels(rms.ListRegisteredModelsRequest()),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "INVALID_TOKEN",
+        )
+    async with aio.insecure_channel(
+        server.address, interceptors=[_Bearer("mrk_" + "x" * 43)]
+    ) as ch:
+        await expect_error(
+            stubs(ch).models.ListRegisteredModels(rms.ListRegisteredModelsRequest()),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "INVALID_TOKEN",
+        )
