@@ -11,16 +11,26 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import asyncpg
 import pytest
 
 from modelreg_common.access import Access, Role
 from modelreg_common.context import SYSTEM, CallInfo, Principal, bind_call, unbind_call
 from modelreg_common.database import create_pool
-from modelreg_common.errors import NotFound, PermissionDenied
+from modelreg_common.errors import InvalidArgument, NotFound, PermissionDenied
+from modelreg_common.migrations import migrate
 from modelreg_common.page_tokens import PageTokens
+from modelreg_metadata.app import SPEC
 from modelreg_metadata.domain.access import AccessService
 from modelreg_metadata.domain.model_versions import ModelVersionService
-from modelreg_metadata.domain.models import ApiKeyDraft, Binding, ListQuery, Manifest
+from modelreg_metadata.domain.models import (
+    ApiKeyDraft,
+    Binding,
+    IdempotencyKey,
+    ListQuery,
+    Manifest,
+    ModelVersionDraft,
+)
 from modelreg_metadata.domain.registered_models import RegisteredModelService
 from modelreg_metadata.store.uow import PgUnitOfWork
 
@@ -155,8 +165,6 @@ async def test_a_key_cannot_mint_keys_unless_it_is_an_admins(domain: Domain) -> 
 
 
 async def test_a_request_id_replays_only_for_the_caller_that_used_it(domain: Domain) -> None:
-    from modelreg_common.errors import InvalidArgument
-    from modelreg_metadata.domain.models import IdempotencyKey
 
     key = IdempotencyKey("req-7", "/modelreg.metadata.v1.AccessService/CreateApiKey", b"h" * 32)
     with acting_as("alice", NOBODY):
@@ -227,7 +235,6 @@ async def test_grants_follow_the_model_and_every_change_invalidates(domain: Doma
 
 
 async def test_lists_and_searches_show_only_readable_models(domain: Domain) -> None:
-    from modelreg_metadata.domain.models import ModelVersionDraft
 
     with acting_as("root", ADMIN):
         for model in ("a", "b", "c", "d"):
@@ -270,3 +277,36 @@ async def test_lists_and_searches_show_only_readable_models(domain: Domain) -> N
 
     with acting_as("viewer", Access(registry_role=Role.VIEWER)):
         assert len((await domain.models.search(ListQuery())).items) == 4
+
+
+async def test_models_registered_before_grants_get_their_creators_as_owners(
+    empty_dsn: str,
+) -> None:
+
+    migrations = SPEC.migrations()
+    before = [m for m in migrations if m.name != "owners_of_existing_models"]
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await migrate(conn, "metadata", before)
+        await conn.execute(
+            "INSERT INTO metadata.registered_models (name, created_by) VALUES"
+            " ('old', 'alice'), ('made-by-system', 'system:modelreg'), ('has-policy', 'bob')"
+        )
+        await conn.execute(
+            "INSERT INTO metadata.iam_policies (resource, updated_by)"
+            " VALUES ('models/has-policy', 'root');"
+            "INSERT INTO metadata.iam_bindings (resource, role, member)"
+            " VALUES ('models/has-policy', 1, 'group:ml')"
+        )
+        assert await migrate(conn, "metadata", migrations) == [
+            "metadata/0003_owners_of_existing_models"
+        ]
+        rows = await conn.fetch(
+            "SELECT resource, role, member FROM metadata.iam_bindings ORDER BY resource"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [
+        ("models/has-policy", 1, "group:ml"),
+        ("models/old", 4, "user:alice"),
+    ]
