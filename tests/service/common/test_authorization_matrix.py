@@ -252,6 +252,15 @@ async def test_a_viewer_of_one_model_never_sees_another(matrix_server: Any) -> N
         assert str(denied.value).replace(hidden, "X") == str(absent.value).replace(
             "never-created", "X"
         )
+    # Denials are counted (and logged as access.denied).
+    denials = matrix_server.metrics.registry.get_sample_value(
+        "modelreg_auth_failures_total",
+        {
+            "method": "/modelreg.metadata.v1.RegisteredModelService/GetRegisteredModel",
+            "code": "PERMISSION_DENIED",
+        },
+    )
+    assert denials == 2
 
 
 async def test_upload_needs_editor_on_its_owner(matrix_server: Any) -> None:
