@@ -75,7 +75,7 @@ class FakeMetadata:
     unavailable_calls: int = 0
     calls: int = 0
     # ResolveAccess answers: a registry role per user (default: none, so auth.default_role).
-    registry_roles: dict[str, int] = field(default_factory=dict)
+    registry_roles: dict[str, access_pb2.Role.ValueType] = field(default_factory=dict)
 
     def add_version(
         self,
