@@ -140,6 +140,7 @@ def serve(services: tuple[str, ...] = ("metadata",)) -> Iterator[Server]:
         MODELREG_LOG_LEVEL="warning",
         MODELREG_RELAY_ENABLED="false",
         MODELREG_POOL_MAX_SIZE="20",
+        MODELREG_WEB_LISTEN="",
     )
     command = [sys.executable, "-m", "modelreg_server", "serve", "--listen", f"127.0.0.1:{port}"]
     for name in services:

@@ -65,6 +65,7 @@ class Server:
                 "MODELREG_HOME": str(home),
                 "MODELREG_LISTEN": self.address,
                 "MODELREG_LOG_LEVEL": log_level,
+                "MODELREG_WEB_LISTEN": "",
                 # Peers are this process; named explicitly so no channel is made before the
                 # listener has its port.
                 "MODELREG_PEERS__METADATA": self.address,

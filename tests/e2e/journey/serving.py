@@ -60,6 +60,8 @@ def serve(dsn: str, home: Path, tokens: Mapping[str, str]) -> Iterator[str]:
         MODELREG_EVENTS_ALLOW_PRIVATE_TARGETS="true",
         MODELREG_EVENTS_RETRY_BASE_SECONDS="0.1",
         MODELREG_LOG_LEVEL="warning",
+        # No web UI: a developer's `make serve` may hold 8080.
+        MODELREG_WEB_LISTEN="",
     )
     home.mkdir(parents=True, exist_ok=True)
     with (home / "serve.log").open("wb") as log:
