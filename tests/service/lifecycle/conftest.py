@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import pytest
@@ -49,7 +49,10 @@ def token_of(user: str) -> str:
     return f"token-{user}-0123456789"
 
 
-def token_settings() -> Any:
+Role = Literal["none", "viewer", "editor", "approver", "owner"]
+
+
+def token_settings(default_role: Role = "owner") -> Any:
     # These tests read the lifecycle outbox itself; no relay ships it to an events service.
     return make_settings(
         relay_enabled=False,
@@ -59,7 +62,7 @@ def token_settings() -> Any:
             tokens=[TokenEntry(sha256=hash_token(token_of(u)), principal=u) for u in USERS],
             # Every user may do everything on every model unless a test narrows it with
             # `FakeMetadata.registry_roles`; the service principal is an admin.
-            default_role="owner",
+            default_role=default_role,
             admins=["user:svc-lifecycle"],
         ),
     )
@@ -74,8 +77,10 @@ class FakeMetadata:
     lineage: list[lineage_service_pb2.CreateLineageEdgesRequest] = field(default_factory=list)
     unavailable_calls: int = 0
     calls: int = 0
-    # ResolveAccess answers: a registry role per user (default: none, so auth.default_role).
+    # ResolveAccess answers: a registry role per user (default: none, so auth.default_role),
+    # and roles per user and model.
     registry_roles: dict[str, access_pb2.Role.ValueType] = field(default_factory=dict)
+    model_roles: dict[str, dict[str, access_pb2.Role.ValueType]] = field(default_factory=dict)
 
     def add_version(
         self,
@@ -137,7 +142,11 @@ class FakeMetadata:
                 return access_service_pb2.ResolveAccessResponse(
                     registry_role=fake.registry_roles.get(
                         request.subject, access_pb2.ROLE_UNSPECIFIED
-                    )
+                    ),
+                    model_roles=[
+                        access_pb2.ModelRole(model=f"models/{model}", role=role)
+                        for model, role in fake.model_roles.get(request.subject, {}).items()
+                    ],
                 )
 
         class Component:
@@ -213,12 +222,12 @@ async def start_lifecycle(
     MODELREG_LIFECYCLE_* settings given as keyword arguments."""
     channels: list[aio.Channel] = []
 
-    async def start(**env: str) -> Lifecycle:
+    async def start(default_role: Role = "owner", **env: str) -> Lifecycle:
         monkeypatch.setenv("MODELREG_LIFECYCLE_METADATA_BACKOFF_SECONDS", "0.001")
         for key, value in env.items():
             monkeypatch.setenv(f"MODELREG_LIFECYCLE_{key.upper()}", value)
         meta = FakeMetadata()
-        server = await start_server([meta.spec(), LIFECYCLE], settings=token_settings())
+        server = await start_server([meta.spec(), LIFECYCLE], settings=token_settings(default_role))
         channel = aio.insecure_channel(server.address)
         channels.append(channel)
         return Lifecycle(server, channel, meta, dsn)

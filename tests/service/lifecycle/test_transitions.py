@@ -18,7 +18,7 @@ from modelreg.lifecycle.v1 import (
     transition_request_pb2,
     transition_request_service_pb2,
 )
-from modelreg.metadata.v1 import model_version_pb2
+from modelreg.metadata.v1 import access_pb2, model_version_pb2
 from testkit import error_details
 
 ALIAS = "models/fraud/aliases/champion"
@@ -597,3 +597,45 @@ async def test_stage_request_can_archive_displaced_versions(lifecycle: Any) -> N
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_details(err.value)[2][0][0] == "transition_request.archive_existing_versions"
+
+
+# -- the approvals queue across models -----------------------------------------------------------
+
+
+async def test_requests_across_models_show_only_readable_ones(start_lifecycle: Any) -> None:
+    life = await start_lifecycle(default_role="none")
+    owner = access_pb2.ROLE_OWNER
+    # alice owns fraud and churn, carol only reads fraud, dave reads nothing.
+    life.meta.model_roles = {
+        "alice": {"fraud": owner, "churn": owner},
+        "carol": {"fraud": access_pb2.ROLE_VIEWER},
+    }
+    for model in ("fraud", "churn"):
+        for n in (1, 2):
+            life.meta.add_version(model, n)
+    alice = life.as_("alice")
+    for model in ("fraud", "churn"):
+        await alice.requests.CreateTransitionRequest(
+            transition_request_service_pb2.CreateTransitionRequestRequest(
+                parent=f"models/{model}",
+                transition_request=transition_request_pb2.TransitionRequest(
+                    version=f"models/{model}/versions/2", alias="champion"
+                ),
+            ),
+            metadata=alice.metadata,
+        )
+
+    async def queue(client: Any, page_size: int = 10) -> list[str]:
+        reply = await client.requests.ListTransitionRequests(
+            transition_request_service_pb2.ListTransitionRequestsRequest(
+                parent="models/-", state=PENDING, page_size=page_size
+            ),
+            metadata=client.metadata,
+        )
+        return [r.name.split("/")[1] for r in reply.transition_requests]
+
+    assert sorted(await queue(alice)) == ["churn", "fraud"]
+    assert await queue(life.as_("carol"), page_size=1) == ["fraud"]
+    with pytest.raises(aio.AioRpcError) as denied:
+        await queue(life.as_("dave"))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED

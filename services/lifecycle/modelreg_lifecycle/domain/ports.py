@@ -188,11 +188,14 @@ class Store(Protocol):
 
     async def list_requests(
         self,
-        model: str,
+        model: str | None,
         state: RequestState | None,
         before: tuple[datetime, str] | None,
         limit: int,
-    ) -> list[TransitionRequest]: ...
+        *,
+        readable: frozenset[str] | None = None,
+    ) -> list[TransitionRequest]:
+        """Newest first; `model` None means every model (narrowed to `readable` unless None)."""
 
     async def list_deployments(
         self,

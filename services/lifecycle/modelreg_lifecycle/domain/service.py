@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from modelreg_common.access import readable_models
 from modelreg_common.context import Principal, current_principal
 from modelreg_common.errors import (
     DomainError,
@@ -585,6 +586,11 @@ class LifecycleService:
         before: tuple[datetime, str] | None,
         limit: int,
     ) -> list[TransitionRequest]:
+        # `models/-`: across models, narrowed to those the caller may read.
+        if parent == "models/-":
+            return await self._store.list_requests(
+                None, state, before, limit, readable=readable_models()
+            )
         model = parse_model(parent, "parent").model
         return await self._store.list_requests(model, state, before, limit)
 

@@ -704,14 +704,18 @@ class PgStore:
 
     async def list_requests(
         self,
-        model: str,
+        model: str | None,
         state: RequestState | None,
         before: tuple[datetime, str] | None,
         limit: int,
+        *,
+        readable: frozenset[str] | None = None,
     ) -> list[TransitionRequest]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"SELECT {_REQUEST_COLUMNS} FROM transition_requests WHERE model = $1"
+                f"SELECT {_REQUEST_COLUMNS} FROM transition_requests"
+                " WHERE ($1::text IS NULL OR model = $1)"
+                " AND ($6::text[] IS NULL OR model = ANY($6))"
                 " AND ($2::text IS NULL OR state = $2)"
                 " AND ($3::timestamptz IS NULL OR (create_time, id) < ($3, $4))"
                 " ORDER BY create_time DESC, id DESC LIMIT $5",
@@ -720,6 +724,7 @@ class PgStore:
                 before[0] if before else None,
                 before[1] if before else "",
                 limit,
+                sorted(readable) if readable is not None else None,
             )
             return await _load_requests(conn, rows)
 

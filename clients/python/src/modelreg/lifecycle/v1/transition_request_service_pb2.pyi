@@ -118,7 +118,7 @@ class ListTransitionRequestsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """models/{model}"""
+    """models/{model}, or models/- for every model the caller may read (the approvals queue)."""
     page_size: _builtins.int
     page_token: _builtins.str
     state: _transition_request_pb2.TransitionRequestState.ValueType
