@@ -8,21 +8,23 @@ import type { Policy, PolicyRule } from "../gen/modelreg/lifecycle/v1/policy_pb"
 import { ModelVersionState, type ModelVersion } from "../gen/modelreg/metadata/v1/model_version_pb";
 import type { Run } from "../gen/modelreg/metadata/v1/run_pb";
 
-const MAX_MODELS = 500;
+const MAX_REQUESTS = 500;
 
-// Transition requests are listed per model, so the queue walks the models the caller can read.
+// One query across every model the caller may read (parent `models/-`), newest first.
 async function loadQueue(): Promise<TransitionRequest[]> {
-  const names: string[] = [];
+  const requests: TransitionRequest[] = [];
   let pageToken = "";
   do {
-    const page = await api.models.listRegisteredModels({ pageSize: 100, pageToken });
-    names.push(...page.registeredModels.map((m) => m.name));
+    const page = await api.requests.listTransitionRequests({
+      parent: "models/-",
+      state: TransitionRequestState.PENDING,
+      pageSize: 100,
+      pageToken,
+    });
+    requests.push(...page.transitionRequests);
     pageToken = page.nextPageToken;
-  } while (pageToken && names.length < MAX_MODELS);
-  const pages = await Promise.all(
-    names.map((parent) => api.requests.listTransitionRequests({ parent, state: TransitionRequestState.PENDING, pageSize: 100 })),
-  );
-  return pages.flatMap((p) => p.transitionRequests).sort((a, b) => Number((b.createTime?.seconds ?? 0n) - (a.createTime?.seconds ?? 0n)));
+  } while (pageToken && requests.length < MAX_REQUESTS);
+  return requests;
 }
 
 export function Approvals() {

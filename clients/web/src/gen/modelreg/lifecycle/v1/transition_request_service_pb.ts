@@ -105,7 +105,7 @@ export const GetTransitionRequestResponseSchema: GenMessage<GetTransitionRequest
  */
 export type ListTransitionRequestsRequest = Message<"modelreg.lifecycle.v1.ListTransitionRequestsRequest"> & {
   /**
-   * models/{model}
+   * models/{model}, or models/- for every model the caller may read (the approvals queue).
    *
    * @generated from field: string parent = 1;
    */
