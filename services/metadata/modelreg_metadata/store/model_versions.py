@@ -229,12 +229,13 @@ class ModelVersions:
                 FROM v WHERE v.run <> ''
                 ON CONFLICT DO NOTHING
             ), o AS (
-                INSERT INTO outbox (id, type, subject, actor, request_id, data, trace_context)
+                INSERT INTO outbox
+                    (id, type, subject, actor, request_id, data, trace_context, peer)
                 SELECT $17, 'model_version.created',
                     'models/' || v.model_name || '/versions/' || v.version, $18, $19,
                     $20::jsonb || jsonb_build_object(
                         'model', 'models/' || v.model_name, 'version', v.version),
-                    $21
+                    $21, $23
                 FROM v
             ), n AS (
                 SELECT pg_notify($22, current_schema()) FROM v
@@ -263,6 +264,7 @@ class ModelVersions:
             event_data,
             inject_trace_context(),
             NOTIFY_CHANNEL,
+            call.peer if call is not None else "",
         )
         if row is not None:
             return to_version(row), True
