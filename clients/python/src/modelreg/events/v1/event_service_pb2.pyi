@@ -83,7 +83,7 @@ class ListEventsRequest(_message.Message):
     """0 means 50; capped at 1000; negative: INVALID_ARGUMENT."""
     page_token: _builtins.str
     filter: _builtins.str
-    """AND-ed comparisons over `type`, `subject`, `actor`, `source`, `time`, `sequence`:
+    """AND-ed comparisons over `type`, `subject`, `actor`, `peer`, `source`, `time`, `sequence`:
       type = "model_version.created" AND subject = "models/fraud/*"
       actor = "alice" AND time >= "2026-01-01T00:00:00Z"
     A trailing `*` in a `subject` value matches by prefix.

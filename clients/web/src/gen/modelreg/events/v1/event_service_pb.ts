@@ -83,7 +83,7 @@ export type ListEventsRequest = Message<"modelreg.events.v1.ListEventsRequest"> 
   pageToken: string;
 
   /**
-   * AND-ed comparisons over `type`, `subject`, `actor`, `source`, `time`, `sequence`:
+   * AND-ed comparisons over `type`, `subject`, `actor`, `peer`, `source`, `time`, `sequence`:
    *   type = "model_version.created" AND subject = "models/fraud/*"
    *   actor = "alice" AND time >= "2026-01-01T00:00:00Z"
    * A trailing `*` in a `subject` value matches by prefix.
