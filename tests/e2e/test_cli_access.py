@@ -1,4 +1,4 @@
-"""`modelreg keys` and `modelreg policy` against every service in one in-process server: a
+"""`modelreg keys` and `modelreg access` against every service in one in-process server: a
 secret printed once, revocation, grants edited with their etag, and exit codes that are gRPC
 status code numbers."""
 
@@ -110,40 +110,40 @@ async def test_keys_create_json_and_bad_input(cli: Cli) -> None:
 async def test_policy_grant_and_revoke_edit_one_binding(cli: Cli) -> None:
     code, _, err = await cli("models", "create", "fraud")
     assert code == 0, err
-    policy = await cli.json("policy", "get", "fraud")
+    policy = await cli.json("access", "get", "fraud")
     assert policy["bindings"] == [{"role": "ROLE_OWNER", "members": ["user:local"]}]
 
-    granted = await cli.json("policy", "grant", "fraud", "viewer", "group:risk")
+    granted = await cli.json("access", "grant", "fraud", "viewer", "group:risk")
     assert granted["bindings"] == [
         {"role": "ROLE_VIEWER", "members": ["group:risk"]},
         {"role": "ROLE_OWNER", "members": ["user:local"]},
     ]
     assert granted["etag"] != policy["etag"]
-    code, out, _ = await cli("policy", "grant", "models/fraud", "viewer", "group:risk")
+    code, out, _ = await cli("access", "grant", "models/fraud", "viewer", "group:risk")
     assert code == 0
     assert "unchanged" in out
-    code, out, _ = await cli("policy", "get", "fraud")
+    code, out, _ = await cli("access", "get", "fraud")
     assert "VIEWER" in out
     assert "group:risk" in out
 
-    revoked = await cli.json("policy", "revoke", "fraud", "viewer", "group:risk")
+    revoked = await cli.json("access", "revoke", "fraud", "viewer", "group:risk")
     assert revoked["bindings"] == [{"role": "ROLE_OWNER", "members": ["user:local"]}]
-    code, out, _ = await cli("policy", "revoke", "fraud", "viewer", "group:risk")
+    code, out, _ = await cli("access", "revoke", "fraud", "viewer", "group:risk")
     assert code == 0
     assert "unchanged" in out
 
-    registry = await cli.json("policy", "grant", "registry", "admin", "group:platform")
+    registry = await cli.json("access", "grant", "registry", "admin", "group:platform")
     assert registry["resource"] == "registry"
-    code, _, err = await cli("policy", "grant", "fraud", "admin", "user:x")
+    code, _, err = await cli("access", "grant", "fraud", "admin", "user:x")
     assert code == 3  # admin only on the registry
     assert "policy.bindings" in err
-    code, _, err = await cli("policy", "grant", "fraud", "superuser", "user:x")
+    code, _, err = await cli("access", "grant", "fraud", "superuser", "user:x")
     assert code == 3
     assert "unknown role" in err
-    code, _, err = await cli("policy", "grant", "fraud", "viewer", "alice")
+    code, _, err = await cli("access", "grant", "fraud", "viewer", "alice")
     assert code == 3
     assert "members" in err
-    code, _, _ = await cli("policy", "get", "nope")
+    code, _, _ = await cli("access", "get", "nope")
     assert code == 5
 
 
@@ -153,11 +153,11 @@ async def test_a_grant_from_the_cli_lets_a_reader_see_one_model(cli: Cli) -> Non
         assert code == 0, err
     code, _, _ = await cli("models", "list", "--token", READER)
     assert code == 7  # PERMISSION_DENIED: nothing is readable yet
-    code, _, err = await cli("policy", "grant", "seen", "viewer", "user:reader")
+    code, _, err = await cli("access", "grant", "seen", "viewer", "user:reader")
     assert code == 0, err
     models = await cli.json("models", "list", "--token", READER)
     assert [m["name"] for m in models] == ["models/seen"]
-    code, _, _ = await cli("policy", "grant", "seen", "viewer", "user:x", "--token", READER)
+    code, _, _ = await cli("access", "grant", "seen", "viewer", "user:x", "--token", READER)
     assert code == 7  # only owners manage a model's grants
 
 

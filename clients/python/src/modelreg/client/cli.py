@@ -43,7 +43,7 @@ COMMANDS = (
     "webhooks",
     "audit",
     "keys",
-    "policy",
+    "access",
 )
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
@@ -804,7 +804,8 @@ def add_commands(groups: Any) -> None:
     p = command(keys, "revoke", keys_revoke, "revoke a key at once")
     p.add_argument("key", help="apiKeys/<id>")
 
-    policy = group("policy", "who holds which role on a model or on the registry")
+    # `access`, not `policy`: `policies` are promotion policies (protected aliases, approvals).
+    policy = group("access", "who holds which role on a model or on the registry")
     p = command(policy, "get", policy_get, "a model's or the registry's grants")
     p.add_argument("resource", help="a model, or `registry`")
     for name, handler, verb in (
