@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
+from modelreg_common.access import model_of, readable_models
 from modelreg_common.errors import InvalidArgument, NotFound
 from modelreg_common.names import ID_PATTERN, parse_model_version, parse_run
 from modelreg_metadata.domain.models import (
@@ -70,7 +72,8 @@ class LineageService:
         async with self._uow.read() as tx:
             if not await tx.lineage.node_types([start]):
                 raise NotFound(start, kind="lineage node")
-            return await tx.lineage.walk(start, direction, hops, cap, filter_text)
+            graph = await tx.lineage.walk(start, direction, hops, cap, filter_text)
+        return _readable_part(graph, readable_models())
 
     async def record(
         self, nodes: Sequence[LineageNode], edges: Sequence[LineageEdge]
@@ -130,3 +133,22 @@ class LineageService:
             ]
             await tx.publish(events)
             return list(nodes), saved
+
+
+def _readable_part(graph: LineageGraph, readable: frozenset[str] | None) -> LineageGraph:
+    """The graph without other models' versions and deployments the caller may not read (a
+    walk from a readable version can reach them through a shared run or dataset)."""
+    if readable is None:
+        return graph
+    hidden = {
+        node.name
+        for node in graph.nodes
+        if (model := model_of(node.name)) is not None and model not in readable
+    }
+    if not hidden:
+        return graph
+    return replace(
+        graph,
+        nodes=tuple(n for n in graph.nodes if n.name not in hidden),
+        edges=tuple(e for e in graph.edges if e.source not in hidden and e.target not in hidden),
+    )
