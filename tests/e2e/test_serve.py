@@ -83,7 +83,9 @@ def test_serve_embedded_default_starts_stops_and_restarts_on_same_data(
         assert (home / "postgres" / "PG_VERSION").exists()
 
         process = serve(home, port)
-        assert wait_serving(target, process, timeout=30) < 5
+        # About 2 s on an idle box (no initdb, migrations already applied); the bound is loose
+        # because test machines are shared, and only catches a restart that redoes set-up.
+        assert wait_serving(target, process, timeout=30) < 15
         assert stop(process) < 5
         assert process.returncode == 0
     finally:
