@@ -22,6 +22,42 @@ from modelreg_events.domain.models import EventRecord, NewEvent
 NOTIFY_CHANNEL = "modelreg_events"
 _APPEND_LOCK = 0x6D6F64656C726567  # "modelreg": one key for the whole log
 
+# One statement, so one round trip and its own transaction. `lock` is joined into the rows
+# being inserted, so it is taken before the first sequence is drawn. Data-modifying CTEs do not
+# see each other's rows, so the deliveries come from `appended` (RETURNING), and the foreign
+# key to `events` is checked at the end of the statement, when the new rows are visible.
+_APPEND = """
+WITH lock AS (
+    SELECT pg_advisory_xact_lock($1) AS held
+), appended AS (
+    INSERT INTO events (id, source, type, subject, actor, request_id, data, trace_context,
+                        occurred_at, peer)
+    SELECT e.id, e.source, e.type, e.subject, e.actor, e.request_id, e.data::jsonb,
+           e.trace_context::jsonb, e.occurred_at, e.peer
+    FROM lock, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                      $8::text[], $9::text[], $10::timestamptz[], $11::text[])
+         WITH ORDINALITY
+         AS e(id, source, type, subject, actor, request_id, data, trace_context, occurred_at,
+              peer, ord)
+    ORDER BY e.ord
+    ON CONFLICT (id) DO NOTHING
+    RETURNING sequence, id, type, subject
+), delivered AS (
+    INSERT INTO deliveries (webhook_id, event_sequence)
+    SELECT w.id, a.sequence
+    FROM appended a
+    JOIN webhooks w ON w.state = 'ACTIVE'
+     AND (cardinality(w.event_types) = 0 OR a.type = any(w.event_types))
+     AND (cardinality(w.models) = 0 OR EXISTS (
+            SELECT 1 FROM unnest(w.models) m
+            WHERE a.subject = m OR starts_with(a.subject, m || '/')))
+    ON CONFLICT DO NOTHING
+), notified AS (
+    SELECT pg_notify($12, max(sequence)::text) FROM appended HAVING count(*) > 0
+)
+SELECT sequence, id, (SELECT count(*) FROM notified) AS notified FROM appended
+"""
+
 _COLUMNS = (
     "sequence, id, source, type, subject, actor, request_id, data, trace_context,"
     " occurred_at, published_at, peer"
@@ -88,54 +124,22 @@ class EventStore:
         delivery can never be lost between the log and the webhook worker."""
         if not events:
             return []
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
-            rows = await conn.fetch(
-                """
-                INSERT INTO events (id, source, type, subject, actor, request_id, data,
-                                    trace_context, occurred_at, peer)
-                SELECT id, source, type, subject, actor, request_id, data::jsonb,
-                       trace_context::jsonb, occurred_at, peer
-                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                            $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])
-                     WITH ORDINALITY
-                     AS e(id, source, type, subject, actor, request_id, data, trace_context,
-                          occurred_at, peer, ord)
-                ORDER BY ord
-                ON CONFLICT (id) DO NOTHING
-                RETURNING sequence, id
-                """,
-                [e.id for e in events],
-                [e.source for e in events],
-                [e.type for e in events],
-                [e.subject for e in events],
-                [e.actor for e in events],
-                [e.request_id for e in events],
-                [json.dumps(e.data) for e in events],
-                [json.dumps(e.trace_context) for e in events],
-                [e.occurred_at for e in events],
-                [e.peer for e in events],
-            )
-            if not rows:
-                return [0] * len(events)
-            new = {r["id"]: r["sequence"] for r in rows}
-            sequences = sorted(new.values())
-            await conn.execute(
-                """
-                INSERT INTO deliveries (webhook_id, event_sequence)
-                SELECT w.id, e.sequence
-                FROM events e
-                JOIN webhooks w ON w.state = 'ACTIVE'
-                 AND (cardinality(w.event_types) = 0 OR e.type = any(w.event_types))
-                 AND (cardinality(w.models) = 0 OR EXISTS (
-                        SELECT 1 FROM unnest(w.models) m
-                        WHERE e.subject = m OR starts_with(e.subject, m || '/')))
-                WHERE e.sequence = any($1::bigint[])
-                ON CONFLICT DO NOTHING
-                """,
-                sequences,
-            )
-            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(sequences[-1]))
+        rows = await self._pool.fetch(
+            _APPEND,
+            _APPEND_LOCK,
+            [e.id for e in events],
+            [e.source for e in events],
+            [e.type for e in events],
+            [e.subject for e in events],
+            [e.actor for e in events],
+            [e.request_id for e in events],
+            [json.dumps(e.data) for e in events],
+            [json.dumps(e.trace_context) for e in events],
+            [e.occurred_at for e in events],
+            [e.peer for e in events],
+            NOTIFY_CHANNEL,
+        )
+        new = {r["id"]: r["sequence"] for r in rows}
         return [new.get(e.id, 0) for e in events]
 
     async def get(
