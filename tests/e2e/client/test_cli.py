@@ -230,3 +230,28 @@ def test_the_modelreg_command_runs_the_client_commands(capsys: pytest.CaptureFix
         modelreg(["models", "list", "--limit", "many"])
     assert usage.value.code == 3
     assert modelreg(["version"]) == 0
+
+
+async def test_usage_lists_who_downloaded_and_resolved_a_version(
+    cli: Cli, server: RegistryServer, tmp_path: Path
+) -> None:
+    model = f"use-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "model.pkl").write_bytes(b"weights")
+    await cli.json("versions", "register", model, str(tmp_path / "model.pkl"))
+    code, _, err = await cli("alias", "set", model, "champion", "1", "--reason", "first")
+    assert code == 0, err
+    code, _, err = await cli(
+        "versions", "download", f"models:/{model}@champion", str(tmp_path / "out")
+    )
+    assert code == 0, err
+    # Counted in memory on the hot path; flushed to the events service every few seconds.
+    await server.usage.flush()
+    rows = await cli.json("usage", "list", model)
+    kinds = {(r["model_version"], r["principal"], r["kind"]): int(r["count"]) for r in rows}
+    version = f"models/{model}/versions/1"
+    assert kinds[(version, "local", "USAGE_KIND_ALIAS_RESOLUTION")] >= 1
+    assert kinds[(version, "local", "USAGE_KIND_DOWNLOAD")] >= 1
+    code, out, _ = await cli("usage", "list", model, "--filter", "kind = DOWNLOAD")
+    assert code == 0
+    assert "DOWNLOAD" in out
+    assert "ALIAS_RESOLUTION" not in out

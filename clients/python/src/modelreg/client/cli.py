@@ -44,6 +44,7 @@ COMMANDS = (
     "audit",
     "keys",
     "access",
+    "usage",
 )
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
@@ -419,6 +420,19 @@ def deployments_list(r: Registry, out: Output, a: argparse.Namespace) -> None:
     )
 
 
+def usage_list(r: Registry, out: Output, a: argparse.Namespace) -> None:
+    parent = model_name(a.model) + (f"/versions/{a.version}" if a.version else "")
+    items = _pages(
+        r.events.list_usage, "usage_records", a.limit,
+        parent=parent, filter=a.filter, page_size=1000,
+    )  # fmt: skip
+    out.table(
+        items,
+        ["hour_start_time", "model_version", "principal", "kind", "count"],
+        strip=["USAGE_KIND_"],
+    )
+
+
 def _event_line(event: Message) -> str:
     return json.dumps(to_dict(event), sort_keys=True)
 
@@ -765,6 +779,13 @@ def add_commands(groups: Any) -> None:
     p.add_argument("model")
     p.add_argument("--environment", default="")
     p.add_argument("--current", action="store_true", help="only records not superseded")
+    listing(p)
+
+    usage = group("usage", "who used which version: downloads and alias resolutions per hour")
+    p = command(usage, "list", usage_list, "usage of a model's versions, newest hour first")
+    p.add_argument("model")
+    p.add_argument("--version", type=int, default=0, help="only this version")
+    p.add_argument("--filter", default="", help='e.g. principal = "ci" AND kind = DOWNLOAD')
     listing(p)
 
     events = group("events", "the event log (JSON lines)")
