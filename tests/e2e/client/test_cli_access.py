@@ -5,7 +5,6 @@ status code numbers."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from e2e.client.clikit import Cli
 from modelreg.client.cli import Output, _edit_policy
-from modelreg.client.cli import main as client_main
 from modelreg.client.errors import AbortedError
 from modelreg.metadata.v1 import access_pb2 as ac
 from modelreg_common.auth import hash_token
@@ -36,26 +35,6 @@ async def server(
     # Local mode: token-less calls are "local" (an admin); the reader's token is a second user.
     auth = AuthSettings(tokens=[TokenEntry(sha256=hash_token(READER), principal="reader")])
     return await start_server(all_specs, settings=make_settings(home=tmp_path / "home", auth=auth))
-
-
-class Cli:
-    """Runs `modelreg ...` in a worker thread (the sync client must not block the server's
-    event loop) and returns (exit code, stdout, stderr)."""
-
-    def __init__(self, target: str, capsys: pytest.CaptureFixture[str]) -> None:
-        self.target = target
-        self.capsys = capsys
-
-    async def __call__(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        out = io.StringIO()
-        code = await asyncio.to_thread(client_main, [*argv, "--target", self.target], out)
-        return code, out.getvalue(), self.capsys.readouterr().err
-
-    async def json(self, *argv: str) -> Any:
-        code, out, err = await self(*argv, "--json")
-        assert code == 0, err
-        return json.loads(out)
 
 
 @pytest.fixture
