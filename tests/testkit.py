@@ -137,3 +137,19 @@ def probe_spec(component: ProbeComponent | None = None) -> Any:
     return ServiceSpec(
         name="probe", schema="probe", migrations_package=None, create=create, rules=rules
     )
+
+
+def examples(strategy: Any, count: int) -> list[Any]:
+    """Deterministic examples of a hypothesis `strategy`, drawn once up front: the calls they
+    feed are async, which hypothesis's `@given` does not drive."""
+    from hypothesis import given, settings
+
+    drawn: list[Any] = []
+
+    @settings(derandomize=True, deadline=None, max_examples=count, database=None)
+    @given(strategy)
+    def collect(value: Any) -> None:
+        drawn.append(value)
+
+    collect()
+    return drawn

@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import aio
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelreg.metadata.v1 import lineage_pb2 as ln
@@ -22,23 +21,10 @@ from modelreg.metadata.v1 import run_service_pb2 as rs
 from modelreg.metadata.v1 import signature_pb2 as sig
 from modelreg_metadata.app import SPEC
 from service.metadata.kit import Stubs, stubs_for
-from testkit import make_settings
+from testkit import examples, make_settings
 
 T = TypeVar("T")
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
-
-
-def examples(strategy: st.SearchStrategy[T], count: int) -> list[T]:
-    """Deterministic examples of `strategy`, drawn once (the calls below are async)."""
-    drawn: list[T] = []
-
-    @settings(derandomize=True, deadline=None, max_examples=count, database=None)
-    @given(strategy)
-    def collect(value: T) -> None:
-        drawn.append(value)
-
-    collect()
-    return drawn
 
 
 NAMES = st.one_of(

@@ -10,7 +10,6 @@ import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelreg.metadata.v1 import access_pb2 as ac
@@ -19,22 +18,10 @@ from modelreg.metadata.v1 import access_service_pb2_grpc as acs_grpc
 from modelreg.metadata.v1 import registered_model_pb2 as rm
 from modelreg.metadata.v1 import registered_model_service_pb2 as rms
 from service.metadata.kit import Stubs
+from testkit import examples
 
 T = TypeVar("T")
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
-
-
-def examples(strategy: st.SearchStrategy[T], count: int) -> list[T]:
-    """Deterministic examples of `strategy`, drawn once (the calls below are async)."""
-    drawn: list[T] = []
-
-    @settings(derandomize=True, deadline=None, max_examples=count, database=None)
-    @given(strategy)
-    def collect(value: T) -> None:
-        drawn.append(value)
-
-    collect()
-    return drawn
 
 
 # Control characters, NULs and odd Unicode included: PostgreSQL refuses NUL in text, so any of
