@@ -352,12 +352,20 @@ class FakeStore:
         return found if found is not None and found.model == model else None
 
     async def list_requests(
-        self, model: str, state: RequestState | None, before: Any, limit: int
+        self,
+        model: str | None,
+        state: RequestState | None,
+        before: Any,
+        limit: int,
+        *,
+        readable: frozenset[str] | None = None,
     ) -> list[TransitionRequest]:
         return [
             r
             for r in reversed(self.state.requests.values())
-            if r.model == model and (state is None or r.state is state)
+            if (model is None or r.model == model)
+            and (readable is None or r.model in readable)
+            and (state is None or r.state is state)
         ][:limit]
 
     async def list_deployments(
