@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 from grpc import aio
 
 from modelreg.events.v1 import (
+    event_service_pb2,
     event_service_pb2_grpc,
     usage_service_pb2_grpc,
     webhook_service_pb2_grpc,
 )
 from modelreg_common.logs import get_logger
+from modelreg_common.relay import serve_events_locally
 from modelreg_common.server import ServiceRuntime, ServiceSpec
 from modelreg_events.delivery import DeliveryWorkers
 from modelreg_events.domain.events import EventsService
@@ -26,7 +28,7 @@ from modelreg_events.store.http_sender import HttpSender
 from modelreg_events.store.notifier import LogNotifier
 from modelreg_events.store.usage import UsageStore
 from modelreg_events.store.webhooks import WebhookStore
-from modelreg_events.transport.servicers import EventServicer, WebhookServicer
+from modelreg_events.transport.servicers import EventServicer, WebhookServicer, publish_events
 from modelreg_events.transport.usage import UsageServicer
 
 EVENT_SERVICE = "modelreg.events.v1.EventService"
@@ -65,6 +67,7 @@ class EventsComponent:
             batch_retention=timedelta(hours=settings.usage_batch_retention_hours),
         )
         self._tokens = runtime.page_tokens
+        self._peers = runtime.peers
         self._cleanup: asyncio.Task[None] | None = None
 
     @property
@@ -95,12 +98,20 @@ class EventsComponent:
                 log.warning("usage.cleanup_failed", error=str(exc)[:300])
             await asyncio.sleep(self.settings.usage_cleanup_interval_seconds)
 
+    async def _publish(
+        self, request: event_service_pb2.PublishEventsRequest
+    ) -> event_service_pb2.PublishEventsResponse:
+        return await publish_events(self.events, request)
+
     async def start(self) -> None:
         self.notifier.start(await self.log.last_sequence())
         self.workers.start()
+        # This server's relays skip loopback gRPC (see modelreg_common.relay).
+        serve_events_locally(self._peers, self._publish)
         self._cleanup = asyncio.create_task(self._forget_usage_batches(), name="usage-cleanup")
 
     async def stop(self) -> None:
+        serve_events_locally(self._peers, None)
         if self._cleanup is not None:
             self._cleanup.cancel()
             with contextlib.suppress(asyncio.CancelledError):

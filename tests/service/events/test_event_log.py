@@ -276,3 +276,80 @@ async def test_running_relay_wakes_on_notify(start_server, open_channel) -> None
     got = await read(stream, 3)
     assert [e.id for e in got] == ids
     stream.cancel()
+
+
+async def test_relay_hands_batches_to_the_events_service_in_its_own_process(
+    start_server, open_channel
+) -> None:
+    server = await start_server([SPEC, PRODUCER_SPEC])
+    channel = open_channel(server.address)
+    stub = event_service_pb2_grpc.EventServiceStub(channel)
+    stream = stub.Subscribe(event_service_pb2.SubscribeRequest(from_now=True))
+    await asyncio.sleep(0)
+    ids = await emit(channel, "models/inproc", 2)
+    got = await read(stream, 2)
+    stream.cancel()
+    assert [e.id for e in got] == ids
+    assert {e.source for e in got} == {"producer"}
+    # Shipped without a PublishEvents call through the server (the calls it did handle are
+    # counted, so the absence means something).
+    methods = {
+        str(sample.labels["method"])
+        for metric in server.metrics.registry.collect()
+        for sample in metric.samples
+        if sample.name == "modelreg_rpc_total"
+    }
+    assert any(m.endswith("/Emit") for m in methods)
+    assert not any(m.endswith("/PublishEvents") for m in methods)
+
+
+async def test_relay_prefers_the_local_events_service_and_falls_back_to_grpc(
+    start_server, open_channel
+) -> None:
+    producer = await start_server([PRODUCER_SPEC], settings=make_settings(relay_enabled=False))
+    events_server = await start_server([SPEC], settings=make_settings(relay_enabled=False))
+    pool = producer._pools[0]
+    ids = await emit(open_channel(producer.address), "models/local", 2)
+    live = event_service_pb2_grpc.EventServiceStub(open_channel(events_server.address))
+    handed: list[event_service_pb2.PublishEventsRequest] = []
+
+    async def local(
+        request: event_service_pb2.PublishEventsRequest,
+    ) -> event_service_pb2.PublishEventsResponse:
+        handed.append(request)
+        return await live.PublishEvents(request)
+
+    dead = open_channel("127.0.0.1:1")
+    current: list[Any] = [local]
+    relay = OutboxRelay(
+        pool=pool,
+        dsn=producer.dsn,
+        schema="producer",
+        source="producer",
+        channel=lambda: dead,
+        timeout=0.5,
+        local=lambda: current[0],
+    )
+    assert await relay.run_once() == 2
+    assert [e.id for e in handed[0].events] == ids
+    assert handed[0].source == "producer"
+    # No local events service any more: the configured channel is used (here: unreachable),
+    # and the claim is rolled back.
+    current[0] = None
+    await emit(open_channel(producer.address), "models/local", 1)
+    with pytest.raises(grpc.RpcError):
+        await relay.run_once()
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 1
+    # A local call that fails (the log's database is gone, say) also leaves the rows unsent.
+
+    async def broken(
+        request: event_service_pb2.PublishEventsRequest,
+    ) -> event_service_pb2.PublishEventsResponse:
+        raise OSError("events store unreachable")
+
+    current[0] = broken
+    with pytest.raises(OSError, match="unreachable"):
+        await relay.run_once()
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 1
+    current[0] = local
+    assert await relay.drain() == 1

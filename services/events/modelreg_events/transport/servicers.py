@@ -48,6 +48,17 @@ def _order(order_by: str) -> bool:
     raise InvalidArgument("order_by", "must be `sequence` or `sequence desc`")
 
 
+async def publish_events(
+    service: EventsService, request: event_service_pb2.PublishEventsRequest
+) -> event_service_pb2.PublishEventsResponse:
+    """PublishEvents without a call: the gRPC method, and relays in this process."""
+    events = [convert.event_from_proto(e, request.source, i) for i, e in enumerate(request.events)]
+    sequences = await service.publish(events)
+    return event_service_pb2.PublishEventsResponse(
+        sequences=sequences, duplicate_count=sum(1 for s in sequences if s == 0)
+    )
+
+
 class EventServicer(event_service_pb2_grpc.EventServiceServicer):
     def __init__(self, service: EventsService, tokens: PageTokens) -> None:
         self._service = service
@@ -56,13 +67,8 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
     async def PublishEvents(
         self, request: event_service_pb2.PublishEventsRequest, context: Context
     ) -> event_service_pb2.PublishEventsResponse:
-        events = [
-            convert.event_from_proto(e, request.source, i) for i, e in enumerate(request.events)
-        ]
-        sequences = await self._service.publish(events)
-        return event_service_pb2.PublishEventsResponse(
-            sequences=sequences, duplicate_count=sum(1 for s in sequences if s == 0)
-        )
+
+        return await publish_events(self._service, request)
 
     async def ListEvents(
         self, request: event_service_pb2.ListEventsRequest, context: Context
@@ -103,6 +109,7 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         async for event in self._service.subscribe(
             flt, after=request.after_sequence, from_now=request.from_now, readable=readable
         ):
+
             yield event_service_pb2.SubscribeResponse(event=convert.event_to_proto(event))
 
 
