@@ -54,12 +54,22 @@ class EventsService:
         self._page_size = page_size
 
     async def publish(self, events: Sequence[NewEvent]) -> list[int]:
+        """Append `events`; their sequences (0 for an id already in the log) once durable.
+
+        Subscribers are woken as soon as the append commits, before the WAL flush: a flush
+        costs a disk sync, and only the caller's answer (which lets a relay mark its outbox
+        rows sent) needs to wait for it. Should PostgreSQL crash in between, the caller got no
+        answer and publishes the same ids again (at least once, same id); the log never
+        reuses a sequence a subscriber may have seen (see the store's restart guard).
+        """
         check_new_events(events)
         sequences = await self._log.append(events)
         if sequences:
             # Subscribers in this process need not wait for NOTIFY to come back from the
             # database: appends are serialised, so everything up to this sequence is committed.
             self._wakeups.announce(max(sequences))
+        # Also when every id was already there: the append that wrote them may not be flushed.
+        await self._log.make_durable()
         return sequences
 
     async def get(

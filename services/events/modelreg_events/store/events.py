@@ -22,19 +22,45 @@ from modelreg_events.domain.models import EventRecord, NewEvent
 NOTIFY_CHANNEL = "modelreg_events"
 _APPEND_LOCK = 0x6D6F64656C726567  # "modelreg": one key for the whole log
 
+# After a PostgreSQL restart the sequence moves this far ahead (see migration 0004): more than
+# the appends that can be committed but not yet flushed at a crash (each caller flushes before
+# its next append: at most one batch of MAX_PUBLISH_BATCH per connection), with room to spare.
+_RESTART_GAP = 10_000_000
+
 # One statement, so one round trip and its own transaction. `lock` is joined into the rows
 # being inserted, so it is taken before the first sequence is drawn. Data-modifying CTEs do not
 # see each other's rows, so the deliveries come from `appended` (RETURNING), and the foreign
 # key to `events` is checked at the end of the statement, when the new rows are visible.
+#
+# The commit does not wait for the WAL flush (`set_config(..., true)` is SET LOCAL, read at
+# commit): the rows and the NOTIFY are visible at once, and `make_durable` flushes before the
+# caller is answered. The first append under a new server start (`epoch`) instead commits
+# synchronously, after moving the sequence past whatever a lost unflushed tail may have used.
 _APPEND = """
 WITH lock AS (
     SELECT pg_advisory_xact_lock($1) AS held
+), epoch AS (
+    SELECT postmaster_started IS NOT DISTINCT FROM pg_postmaster_start_time() AS same,
+           postmaster_started IS NULL AS first
+    FROM log_epoch, lock
+), guard AS (
+    SELECT set_config('synchronous_commit',
+                      CASE WHEN same THEN 'off' ELSE current_setting('synchronous_commit') END,
+                      true) AS commit_mode,
+           CASE WHEN NOT same AND NOT first THEN setval(
+               pg_get_serial_sequence('events', 'sequence'),
+               nextval(pg_get_serial_sequence('events', 'sequence')) + $13)
+           END AS moved_to
+    FROM epoch
+), new_epoch AS (
+    UPDATE log_epoch SET postmaster_started = pg_postmaster_start_time()
+    WHERE postmaster_started IS DISTINCT FROM pg_postmaster_start_time()
 ), appended AS (
     INSERT INTO events (id, source, type, subject, actor, request_id, data, trace_context,
                         occurred_at, peer)
     SELECT e.id, e.source, e.type, e.subject, e.actor, e.request_id, e.data::jsonb,
            e.trace_context::jsonb, e.occurred_at, e.peer
-    FROM lock, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    FROM guard, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                       $8::text[], $9::text[], $10::timestamptz[], $11::text[])
          WITH ORDINALITY
          AS e(id, source, type, subject, actor, request_id, data, trace_context, occurred_at,
@@ -121,7 +147,9 @@ class EventStore:
     async def append(self, events: Sequence[NewEvent]) -> list[int]:
         """Append in order; an id already in the log gets 0. New events also get a PENDING
         delivery for every ACTIVE webhook that matches, in the same transaction, so a
-        delivery can never be lost between the log and the webhook worker."""
+        delivery can never be lost between the log and the webhook worker.
+
+        Visible at once but not yet durable: call `make_durable` before acknowledging."""
         if not events:
             return []
         rows = await self._pool.fetch(
@@ -138,9 +166,15 @@ class EventStore:
             [e.occurred_at for e in events],
             [e.peer for e in events],
             NOTIFY_CHANNEL,
+            _RESTART_GAP,
         )
         new = {r["id"]: r["sequence"] for r in rows}
         return [new.get(e.id, 0) for e in events]
+
+    async def make_durable(self) -> None:
+        """Wait until everything appended so far is flushed to disk: a synchronous commit
+        that writes WAL flushes all WAL before it, earlier unflushed commits included."""
+        await self._pool.execute("SELECT setval('log_flush', 1)")
 
     async def get(
         self, event_id: uuid.UUID, *, readable: frozenset[str] | None = None

@@ -109,7 +109,6 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         async for event in self._service.subscribe(
             flt, after=request.after_sequence, from_now=request.from_now, readable=readable
         ):
-
             yield event_service_pb2.SubscribeResponse(event=convert.event_to_proto(event))
 
 
