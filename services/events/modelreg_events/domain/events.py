@@ -60,7 +60,7 @@ class EventsService:
         costs a disk sync, and only the caller's answer (which lets a relay mark its outbox
         rows sent) needs to wait for it. Should PostgreSQL crash in between, the caller got no
         answer and publishes the same ids again (at least once, same id); the log never
-        reuses a sequence a subscriber may have seen (see the store's restart guard).
+        reuses a sequence a subscriber may have seen (see the store's crash guard).
         """
         check_new_events(events)
         sequences = await self._log.append(events)

@@ -22,7 +22,7 @@ from modelreg_events.domain.models import EventRecord, NewEvent
 NOTIFY_CHANNEL = "modelreg_events"
 _APPEND_LOCK = 0x6D6F64656C726567  # "modelreg": one key for the whole log
 
-# After a PostgreSQL restart the sequence moves this far ahead (see migration 0004): more than
+# After a PostgreSQL crash the sequence moves this far ahead (see migration 0005): more than
 # the appends that can be committed but not yet flushed at a crash (each caller flushes before
 # its next append: at most one batch of MAX_PUBLISH_BATCH per connection), with room to spare.
 _RESTART_GAP = 10_000_000
@@ -34,27 +34,24 @@ _RESTART_GAP = 10_000_000
 #
 # The commit does not wait for the WAL flush (`set_config(..., true)` is SET LOCAL, read at
 # commit): the rows and the NOTIFY are visible at once, and `make_durable` flushes before the
-# caller is answered. The first append under a new server start (`epoch`) instead commits
+# caller is answered. The first append after a crash (`log_alive` emptied) instead commits
 # synchronously, after moving the sequence past whatever a lost unflushed tail may have used.
 _APPEND = """
 WITH lock AS (
     SELECT pg_advisory_xact_lock($1) AS held
-), epoch AS (
-    SELECT postmaster_started IS NOT DISTINCT FROM pg_postmaster_start_time() AS same,
-           postmaster_started IS NULL AS first
-    FROM log_epoch, lock
+), crash AS (
+    SELECT NOT EXISTS (SELECT 1 FROM log_alive) AS after FROM lock
 ), guard AS (
     SELECT set_config('synchronous_commit',
-                      CASE WHEN same THEN 'off' ELSE current_setting('synchronous_commit') END,
+                      CASE WHEN after THEN current_setting('synchronous_commit') ELSE 'off' END,
                       true) AS commit_mode,
-           CASE WHEN NOT same AND NOT first THEN setval(
+           CASE WHEN after THEN setval(
                pg_get_serial_sequence('events', 'sequence'),
                nextval(pg_get_serial_sequence('events', 'sequence')) + $13)
            END AS moved_to
-    FROM epoch
-), new_epoch AS (
-    UPDATE log_epoch SET postmaster_started = pg_postmaster_start_time()
-    WHERE postmaster_started IS DISTINCT FROM pg_postmaster_start_time()
+    FROM crash
+), alive AS (
+    INSERT INTO log_alive SELECT true FROM crash WHERE after ON CONFLICT DO NOTHING
 ), appended AS (
     INSERT INTO events (id, source, type, subject, actor, request_id, data, trace_context,
                         occurred_at, peer)
