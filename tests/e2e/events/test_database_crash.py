@@ -27,13 +27,18 @@ from testkit import make_settings
 SPEC = spec_with(EventsSettings(allow_private_targets=True, poll_interval_seconds=0.5))
 
 
-@pytest.fixture
-async def durable_pg() -> AsyncIterator[LocalPostgres]:
-    """A PostgreSQL of this test alone (the crash takes every connection to it down)."""
+def _start_pg() -> LocalPostgres:
     root = Path(tempfile.mkdtemp(prefix="modelreg-test-crash-pg-"))
     root.chmod(0o755)
     pg = LocalPostgres(root / "data", durable=True)
-    await asyncio.to_thread(pg.start)
+    pg.start()
+    return pg
+
+
+@pytest.fixture
+async def durable_pg() -> AsyncIterator[LocalPostgres]:
+    """A PostgreSQL of this test alone (the crash takes every connection to it down)."""
+    pg = await asyncio.to_thread(_start_pg)
     try:
         yield pg
     finally:
