@@ -26,6 +26,7 @@ from modelreg.events.v1 import (
 from modelreg.events.webhooks import WebhookVerificationError, verify_signature
 from modelreg_events.app import spec_with
 from modelreg_events.settings import EventsSettings
+from modelreg_events.store.events import _APPEND_LOCK
 from service.events.kit import Receiver
 from testkit import error_details, make_settings
 
@@ -321,3 +322,38 @@ async def test_create_with_request_id_replays_the_first_response(start_server) -
         await api.hooks.CreateWebhook(request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_details(err.value)[2][0][0] == "request_id"
+
+
+async def test_an_append_waiting_for_the_log_skips_a_webhook_deleted_meanwhile(
+    start_server, receiver: Receiver
+) -> None:
+    # An append's snapshot is taken before it waits for the log's lock; a webhook deleted
+    # during the wait must neither fail the append (foreign key) nor get a delivery.
+    server = await start_server(
+        [spec_with(EventsSettings(**FAST))], settings=make_settings(relay_enabled=False)
+    )
+    channel = aio.insecure_channel(server.address)
+    _OPEN.append(channel)
+    api = Api(channel)
+    kept = await api.create(receiver.url)
+    gone = await api.create(receiver.url)
+    pool = server._pools[0]
+    async with pool.acquire() as holder:
+        await holder.execute("SELECT pg_advisory_lock($1)", _APPEND_LOCK)
+        publishing = asyncio.create_task(api.publish("models/a/versions/1"))
+        async with asyncio.timeout(10):
+            while True:
+                waiting = await pool.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.02)
+        await api.hooks.DeleteWebhook(
+            webhook_service_pb2.DeleteWebhookRequest(name=gone.webhook.name)
+        )
+        await holder.execute("SELECT pg_advisory_unlock($1)", _APPEND_LOCK)
+    event = await publishing
+    [delivery] = await settled(api, kept.webhook.name, webhook_pb2.DELIVERY_STATE_SUCCEEDED)
+    assert delivery.event == f"events/{event.id}"
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 1

@@ -74,6 +74,9 @@ WITH lock AS (
      AND (cardinality(w.models) = 0 OR EXISTS (
             SELECT 1 FROM unnest(w.models) m
             WHERE a.subject = m OR starts_with(a.subject, m || '/')))
+    -- The statement's snapshot predates the lock wait: a webhook deleted or disabled since is
+    -- rechecked at its newest version (dropped), instead of failing the foreign key.
+    FOR KEY SHARE OF w
     ON CONFLICT DO NOTHING
 ), notified AS (
     SELECT pg_notify($12, max(sequence)::text) FROM appended HAVING count(*) > 0
