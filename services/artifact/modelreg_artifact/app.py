@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import grpc
+from google.protobuf.message_factory import GetMessageClass
 from grpc import aio
 
-from modelreg.artifact.v1 import artifact_service_pb2, artifact_service_pb2_grpc
+from modelreg.artifact.v1 import artifact_service_pb2
 from modelreg_artifact.domain.models import GcReport
 from modelreg_artifact.domain.ports import BlobBackend
 from modelreg_artifact.domain.service import Artifacts, Limits
@@ -17,6 +20,7 @@ from modelreg_artifact.settings import ArtifactSettings
 from modelreg_artifact.store.local import LocalBackend
 from modelreg_artifact.store.repository import PgRepository
 from modelreg_artifact.store.s3 import S3Backend
+from modelreg_artifact.transport import convert
 from modelreg_artifact.transport.servicer import ArtifactServicer
 from modelreg_common.logs import get_logger
 from modelreg_common.server import ServiceRuntime, ServiceSpec
@@ -24,7 +28,37 @@ from modelreg_common.usage import UsageSink
 
 log = get_logger("modelreg.artifact")
 
-SERVICE_NAME = artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
+_SERVICE = artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"]
+SERVICE_NAME = _SERVICE.full_name
+
+
+_KINDS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def method_handlers(servicer: ArtifactServicer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """What the generated `add_ArtifactServiceServicer_to_server` registers, except that
+    Download's responses arrive serialized already (see `convert.download_response`)."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in _SERVICE.methods:
+        request = GetMessageClass(method.input_type)
+        response = GetMessageClass(method.output_type)
+        serializer: Callable[[Any], bytes] = (
+            convert.serialize_download_response
+            if method.name == "Download"
+            else response.SerializeToString
+        )
+        kind = _KINDS[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=request.FromString,
+            response_serializer=serializer,
+        )
+    return handlers
 
 
 def make_backend(settings: ArtifactSettings, runtime: ServiceRuntime) -> BlobBackend:
@@ -38,6 +72,7 @@ def make_limits(settings: ArtifactSettings) -> Limits:
         part_size=settings.part_size_bytes,
         parts_in_flight=settings.parts_in_flight,
         download_chunk=settings.download_chunk_bytes,
+        download_read_ahead=settings.download_read_ahead_chunks,
         max_file_bytes=settings.max_file_bytes,
         max_owner_bytes=settings.max_owner_bytes,
         max_path_bytes=settings.max_path_bytes,
@@ -64,9 +99,11 @@ class ArtifactComponent:
         return [SERVICE_NAME]
 
     def register(self, server: aio.Server) -> None:
-        artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(
-            ArtifactServicer(self.artifacts, self.usage), server
+        handlers = method_handlers(ArtifactServicer(self.artifacts, self.usage))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
         )
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
     async def start(self) -> None:
         await self.artifacts.blobs.start()

@@ -49,6 +49,9 @@ class ArtifactSettings(BaseSettings):
     parts_in_flight: int = Field(default=2, ge=1, le=64)
     # Just under 4 MiB: a gRPC client with default options refuses larger messages.
     download_chunk_bytes: int = Field(default=4 * MIB - 64 * 1024, ge=64 * 1024, le=15 * MIB)
+    # Chunks a download fetches ahead of the one being sent (memory: this many chunks per
+    # download); 0 reads only when gRPC asks for the next message.
+    download_read_ahead_chunks: int = Field(default=2, ge=0, le=16)
     max_file_bytes: int = Field(default=1024**4, ge=0)
     max_owner_bytes: int = Field(default=4 * 1024**4, ge=0)
     max_path_bytes: int = Field(default=1024, ge=1)

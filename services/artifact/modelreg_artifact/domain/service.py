@@ -53,6 +53,7 @@ class Limits:
     part_size: int
     parts_in_flight: int
     download_chunk: int
+    download_read_ahead: int
     max_file_bytes: int
     max_owner_bytes: int
     max_path_bytes: int
@@ -628,7 +629,7 @@ class Artifacts:
         chunks = self.blobs.read(
             stored.storage_key, offset, end - offset, self.limits.download_chunk
         )
-        return stored.entry, chunks
+        return stored.entry, read_ahead(chunks, self.limits.download_read_ahead)
 
     async def list_files(
         self, owner: str, requested_size: int, token: str
@@ -671,6 +672,45 @@ class Artifacts:
             if purged < len(doomed) or len(doomed) < batch:
                 break
         return GcReport(expired, collected, deleted)
+
+
+async def read_ahead(chunks: AsyncIterator[bytes], depth: int) -> AsyncIterator[bytes]:
+    """Yield `chunks` while a task fetches up to `depth` of the next ones. The backend keeps
+    reading (S3: draining its socket, which otherwise stalls once aiohttp's small buffer is
+    full) while the caller is blocked sending; memory is bounded by `depth` chunks."""
+    if depth <= 0:
+        async for chunk in chunks:
+            yield chunk
+        return
+    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(depth)
+
+    async def fetch() -> None:
+        try:
+            async for chunk in chunks:
+                await queue.put(chunk)
+        except Exception as exc:
+            await queue.put(exc)
+        else:
+            await queue.put(None)
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    task = asyncio.create_task(fetch())
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        # Also when the caller stops early (client gone): the fetcher and its stream end.
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
 
 
 def _update_all(hasher: Any, data: list[memoryview]) -> None:

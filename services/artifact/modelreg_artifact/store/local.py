@@ -6,18 +6,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from modelreg_artifact.domain.models import Part
 from modelreg_common.errors import Unavailable
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _writeback_starter() -> Callable[[int, int, int], None]:
+    """sync_file_range(SYNC_FILE_RANGE_WRITE) where the C library has it (Linux): starts the
+    disk write of a part just written without waiting for it, so the fsync that acknowledges
+    the upload finds little left to do; elsewhere nothing (the fsync does it all)."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, size: None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+
+    def start(fd: int, offset: int, size: int) -> None:
+        # A hint only: a failure here is met again (and reported) by the fsync.
+        function(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
+
+    return start
+
+
+_start_writeback = _writeback_starter()
 
 
 def _pwrite_all(path: Path, offset: int, data: Sequence[bytes | memoryview]) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
         views = [memoryview(d).cast("B") for d in data]
+        start, size = offset, sum(len(v) for v in views)
         while views:
             written = os.pwritev(fd, views, offset)
             offset += written
@@ -27,6 +52,7 @@ def _pwrite_all(path: Path, offset: int, data: Sequence[bytes | memoryview]) -> 
                 views.pop(0)
             if views and written:
                 views[0] = views[0][written:]
+        _start_writeback(fd, start, size)
     finally:
         os.close(fd)
 

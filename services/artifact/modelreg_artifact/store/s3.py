@@ -154,19 +154,23 @@ class S3Backend:
             )
         body = response["Body"]
         try:
-            buffer = bytearray()
+            # aiohttp hands out what it has buffered (tens of KiB); gather full chunks for
+            # fewer, larger messages, joined once (a bytearray would cost a second copy).
+            pieces: list[bytes] = []
+            have = 0
             while True:
                 with _s3_errors("GetObject"):
-                    data = await body.read(chunk_bytes - len(buffer))
+                    data = await body.read(chunk_bytes - have)
                 if not data:
                     break
-                buffer += data
-                # aiohttp hands out what it has; gather full chunks for fewer, larger messages.
-                if len(buffer) >= chunk_bytes:
-                    yield bytes(buffer)
-                    buffer.clear()
-            if buffer:
-                yield bytes(buffer)
+                pieces.append(data)
+                have += len(data)
+                if have >= chunk_bytes:
+                    chunk = b"".join(pieces)
+                    pieces, have = [], 0
+                    yield chunk
+            if pieces:
+                yield b"".join(pieces)
         finally:
             body.close()
 

@@ -78,9 +78,12 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         await self._a.cancel(request.name)
         return pb.CancelUploadResponse()
 
-    async def Download(
+    # The generated base promises DownloadResponse messages; these go out serialized already
+    # (`convert.download_response`), and `app.method_handlers` gives Download the serializer
+    # that passes them through.
+    async def Download(  # type: ignore[override]
         self, request: pb.DownloadRequest, context: Context
-    ) -> AsyncIterator[pb.DownloadResponse]:
+    ) -> AsyncIterator[bytes]:
         entry, chunks = await self._a.open_download(
             request.owner, request.path, request.offset, request.length
         )
@@ -88,12 +91,12 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         first = True
         async for chunk in chunks:
             if first:
-                yield pb.DownloadResponse(file=convert.file_entry(entry), chunk=chunk)
+                yield convert.download_response(chunk, entry)
                 first = False
             else:
-                yield pb.DownloadResponse(chunk=chunk)
+                yield convert.download_response(chunk)
         if first:
-            yield pb.DownloadResponse(file=convert.file_entry(entry))
+            yield convert.download_response(b"", entry)
 
     async def GetFile(self, request: pb.GetFileRequest, context: Context) -> pb.GetFileResponse:
         entry = await self._a.get_file(request.owner, request.path)

@@ -182,24 +182,28 @@ async def download_file(
     hasher = hashlib.sha256()
     entry: artifact_pb2.FileEntry | None = None
     handle = await asyncio.to_thread(destination.open, "wb", buffering=0)
+    # The previous chunk is written and hashed (in two threads at once: each takes about as
+    # long as the other, and both let go of the GIL) while the next one arrives.
+    pending: list[asyncio.Future[Any]] = []
     try:
         call = stub.Download(
             artifact_service_pb2.DownloadRequest(owner=owner, path=path), timeout=rpc_timeout
         )
-        pending: asyncio.Future[None] | None = None
         async for message in call:
             if message.HasField("file"):
                 entry = message.file
-            if pending is not None:
-                await pending
             data = message.chunk
-            # Write and hash the previous chunk while the next one arrives.
-            pending = asyncio.ensure_future(
-                asyncio.to_thread(_write_and_hash, handle, hasher, data)
-            )
-        if pending is not None:
-            await pending
+            if pending:
+                await asyncio.gather(*pending)
+            pending = [
+                asyncio.ensure_future(asyncio.to_thread(_write_all, handle, data)),
+                asyncio.ensure_future(asyncio.to_thread(hasher.update, data)),
+            ]
+        await asyncio.gather(*pending)
     finally:
+        # Never close the file under a write still running in its thread.
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*pending)
         handle.close()
     if entry is None:
         raise DigestMismatch("the service sent no file entry")
@@ -210,9 +214,8 @@ async def download_file(
     return entry
 
 
-def _write_and_hash(handle: object, hasher: hashlib._Hash, data: bytes) -> None:
+def _write_all(handle: Any, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        written = handle.write(view)  # type: ignore[attr-defined]
+        written: int = handle.write(view)
         view = view[written:]
-    hasher.update(data)
