@@ -201,9 +201,12 @@ async def test_subscribe_from_now_with_filter_skips_the_past_and_others(stub) ->
             from_now=True, filter='subject = "models/b/*" AND type = "model_version.created"'
         )
     )
+    # The stream starts when the server gets to it: in effect once it delivers a first event.
+    first = await publish(stub, ev("models/b/versions/1"))
+    assert [e.sequence for e in await read(stream, 1)] == first
     # A concurrent burst of unrelated events, then the one we want.
     await asyncio.gather(*(publish(stub, ev(f"models/a/versions/{i}")) for i in range(2, 30)))
-    wanted = await publish(stub, ev("models/b/versions/1"))
+    wanted = await publish(stub, ev("models/b/versions/2"))
     got = await read(stream, 1)
     assert [e.sequence for e in got] == wanted
     stream.cancel()
@@ -211,6 +214,9 @@ async def test_subscribe_from_now_with_filter_skips_the_past_and_others(stub) ->
 
 async def test_concurrent_publishers_never_leave_a_subscriber_behind(stub) -> None:
     stream = stub.Subscribe(event_service_pb2.SubscribeRequest(from_now=True))
+    # The stream starts when the server gets to it: in effect once it delivers a first event.
+    first = await publish(stub, ev("models/c/versions/0"))
+    assert [e.sequence for e in await read(stream, 1)] == first
     batches = await asyncio.gather(
         *(publish(stub, *(ev(f"models/c{j}/versions/{i}") for i in range(5))) for j in range(20))
     )
@@ -271,7 +277,9 @@ async def test_running_relay_wakes_on_notify(start_server, open_channel) -> None
     stream = stub.Subscribe(
         event_service_pb2.SubscribeRequest(from_now=True, filter='source = "producer"')
     )
-    await asyncio.sleep(0)
+    # The stream starts when the server gets to it: in effect once it delivers a first event.
+    first = await emit(channel, "models/first", 1)
+    assert [e.id for e in await read(stream, 1)] == first
     ids = await emit(channel, "models/live", 3)
     got = await read(stream, 3)
     assert [e.id for e in got] == ids
@@ -284,8 +292,7 @@ async def test_relay_hands_batches_to_the_events_service_in_its_own_process(
     server = await start_server([SPEC, PRODUCER_SPEC])
     channel = open_channel(server.address)
     stub = event_service_pb2_grpc.EventServiceStub(channel)
-    stream = stub.Subscribe(event_service_pb2.SubscribeRequest(from_now=True))
-    await asyncio.sleep(0)
+    stream = stub.Subscribe(event_service_pb2.SubscribeRequest(filter='source = "producer"'))
     ids = await emit(channel, "models/inproc", 2)
     got = await read(stream, 2)
     stream.cancel()
