@@ -8,7 +8,8 @@ in its own process (so its RSS is its own), sampled every 0.2 s with its childre
 verifies the sha256). Each measurement runs `--repeat` times; medians are reported.
 
     python bench/w4_artifacts.py [--size-mib 256] [--repeat 3] [--parts-in-flight 2]
-        [--malloc-mmap-threshold 1048576] [--skip-local] [--workdir DIR] [--keep]
+        [--malloc-mmap-threshold 1048576] [--malloc-arena-max 2] [--skip-local]
+        [--workdir DIR] [--keep]
 
 Prints one JSON document. Default size 256 MiB (W4 allows it on slow hosts; this box is a
 shared 2-core VM with other engineers' test suites running, so numbers are noisy; its disk
@@ -92,18 +93,32 @@ class ServerProcess:
         except psutil.NoSuchProcess:
             return 0
 
+    def tree_cpu(self) -> float:
+        try:
+            root = psutil.Process(self.process.pid)
+            return sum(_cpu(p) for p in [root, *root.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            return 0.0
+
     def stop(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()
         self.process.wait(timeout=30)
 
 
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 class RssSampler:
-    """Peak RSS of a process tree (and of this client) every 0.2 s while a transfer runs."""
+    """Peak RSS of a process tree (and of this client) every 0.2 s while a transfer runs, and
+    the CPU seconds both spent (less sensitive than MiB/s to other jobs on a shared box)."""
 
     def __init__(self, server: ServerProcess) -> None:
         self.server = server
         self.baseline = server.tree_rss()
+        self.server_cpu = self.client_cpu = 0.0
         self.peak = self.baseline
         self.client_peak = psutil.Process().memory_info().rss
         self._stop = threading.Event()
@@ -116,6 +131,7 @@ class RssSampler:
             self.client_peak = max(self.client_peak, me.memory_info().rss)
 
     def __enter__(self) -> RssSampler:
+        self._cpu_before = (self.server.tree_cpu(), _cpu(psutil.Process()))
         self._thread.start()
         return self
 
@@ -123,6 +139,8 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.server.tree_rss())
+        self.server_cpu = self.server.tree_cpu() - self._cpu_before[0]
+        self.client_cpu = _cpu(psutil.Process()) - self._cpu_before[1]
 
     def report(self) -> dict[str, float]:
         return {
@@ -199,6 +217,8 @@ async def through_service(
 
     ups: list[float] = []
     downs: list[float] = []
+    cpu: dict[str, list[float]] = {"server_up": [], "server_down": [], "client_up": [],
+                                   "client_down": []}  # fmt: skip
     ok = True
     up_peak = down_peak = client_peak = 0
     async with aio.insecure_channel(server.address) as channel:
@@ -224,6 +244,10 @@ async def through_service(
             ok = ok and entry.digest == digest and target.stat().st_size == size
             ok = ok and await asyncio.to_thread(sha256_file, target) == digest
             target.unlink()
+            cpu["server_up"].append(round(up_rss.server_cpu, 2))
+            cpu["client_up"].append(round(up_rss.client_cpu, 2))
+            cpu["server_down"].append(round(down_rss.server_cpu, 2))
+            cpu["client_down"].append(round(down_rss.client_cpu, 2))
             up_peak = max(up_peak, up_rss.peak)
             down_peak = max(down_peak, down_rss.peak)
             client_peak = max(client_peak, up_rss.client_peak, down_rss.client_peak)
@@ -233,6 +257,7 @@ async def through_service(
         "upload_runs_mib_s": [mib_s(size, t) for t in ups],
         "download_runs_mib_s": [mib_s(size, t) for t in downs],
         "digest_ok": ok,
+        "cpu_seconds_runs": cpu,
         "memory": {
             "server_rss_before_mib": round(baseline / MIB, 1),
             "server_rss_peak_upload_mib": round(up_peak / MIB, 1),
@@ -304,6 +329,12 @@ async def s3_direct(
     return {"upload_mib_s": mib_s(size, up), "download_mib_s": mib_s(size, down)}
 
 
+def service_settings(args: argparse.Namespace, values: dict[str, Any]) -> dict[str, Any]:
+    if args.malloc_arena_max is not None:
+        values["malloc_arena_max"] = args.malloc_arena_max
+    return values
+
+
 def server_env(args: argparse.Namespace) -> dict[str, str]:
     """Allocator settings for the server process only (not this client, not SeaweedFS)."""
     if not args.malloc_mmap_threshold:
@@ -345,7 +376,7 @@ async def run_local(
     local = ServerProcess(
         await fresh_database(pg, "w4_local"),
         workdir,
-        {"root": str(workdir / "artifacts")},
+        service_settings(args, {"root": str(workdir / "artifacts")}),
         server_env(args),
     )
     try:
@@ -386,7 +417,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "file_size_mib": args.size_mib,
         "scaled_down": args.size_mib < 1024,
         "host": {"cores": os.cpu_count(), "python": platform.python_version(),
-                 "note": "shared 2-core VM, other engineers' jobs running: noisy"},
+                 "note": "shared 2-core VM, other engineers' jobs running: noisy",
+                 "load_average_start": [round(x, 2) for x in os.getloadavg()]},
     }  # fmt: skip
     try:
         scratch = workdir / "scratch"
@@ -418,7 +450,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                    "access_key_id": s3.access_key, "secret_access_key": s3.secret_key},
         }  # fmt: skip
         remote = ServerProcess(
-            await fresh_database(pg, "w4_s3"), workdir, s3_settings, server_env(args)
+            await fresh_database(pg, "w4_s3"),
+            workdir,
+            service_settings(args, s3_settings),
+            server_env(args),
         )
         try:
             result["s3"] = await through_service(remote, source, scratch, size, digest, args.repeat)
@@ -431,6 +466,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["s3"]["download_vs_direct"] = round(
             result["s3"]["download_mib_s"] / direct["download_mib_s"], 2
         )
+        result["host"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         await asyncio.to_thread(s3.stop)
         await asyncio.to_thread(pg.stop)
@@ -447,6 +483,10 @@ def main() -> None:
     parser.add_argument(
         "--malloc-mmap-threshold", type=int, default=0,
         help="glibc M_MMAP_THRESHOLD for the server process (0: glibc's dynamic default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--malloc-arena-max", type=int, default=None,
+        help="the artifact service's malloc_arena_max (0: glibc's default; unset: the service's)",
     )  # fmt: skip
     parser.add_argument("--parts-in-flight", type=int, default=2, help="S3 backend setting")
     parser.add_argument("--skip-local", action="store_true", help="only the S3 part")

@@ -23,6 +23,7 @@ from modelreg_artifact.store.s3 import S3Backend
 from modelreg_artifact.transport import convert
 from modelreg_artifact.transport.servicer import ArtifactServicer
 from modelreg_common.logs import get_logger
+from modelreg_common.memory import tune_malloc
 from modelreg_common.server import ServiceRuntime, ServiceSpec
 from modelreg_common.usage import UsageSink
 
@@ -143,6 +144,11 @@ def make_spec(settings: ArtifactSettings | None = None) -> ServiceSpec:
 
     async def create(runtime: ServiceRuntime) -> ArtifactComponent:
         resolved = settings if settings is not None else ArtifactSettings()
+        if resolved.malloc_arena_max:
+            # Process-wide, and best done before threads exist (the server's start-up may do
+            # it first; a second call changes nothing).
+            tuning = tune_malloc(arena_max=resolved.malloc_arena_max)
+            log.debug("artifact.malloc_tuned", arena_max=tuning.arena_max)
         artifacts = Artifacts(
             PgRepository(runtime.pool),
             make_backend(resolved, runtime),

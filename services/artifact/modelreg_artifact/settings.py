@@ -52,6 +52,9 @@ class ArtifactSettings(BaseSettings):
     # Chunks a download fetches ahead of the one being sent (memory: this many chunks per
     # download); 0 reads only when gRPC asks for the next message.
     download_read_ahead_chunks: int = Field(default=2, ge=0, le=16)
+    # glibc heap arenas for the whole process (modelreg_common.memory: bounds the RSS that
+    # freed multi-MiB chunks leave behind); 0 leaves glibc's default. MALLOC_ARENA_MAX wins.
+    malloc_arena_max: int = Field(default=2, ge=0, le=64)
     max_file_bytes: int = Field(default=1024**4, ge=0)
     max_owner_bytes: int = Field(default=4 * 1024**4, ge=0)
     max_path_bytes: int = Field(default=1024, ge=1)

@@ -207,26 +207,24 @@ glibc_only = pytest.mark.skipif(memory._glibc() is None, reason="needs glibc")
 
 
 @glibc_only
-def test_tune_malloc_sets_thresholds_on_glibc() -> None:
-    tuning = memory.tune_malloc(environ={})
-    assert tuning == memory.MallocTuning(
-        mmap_threshold=1 * memory.MIB, trim_threshold=8 * memory.MIB, arena_max=2
-    )
+def test_tune_malloc_caps_arenas_by_default() -> None:
+    assert memory.tune_malloc(environ={}) == memory.MallocTuning(arena_max=2)
 
 
 @glibc_only
 def test_tune_malloc_leaves_what_the_environment_set() -> None:
+    # Values harmless to this test process: glibc's own maximum threshold, a large trim.
     tuning = memory.tune_malloc(
-        environ={"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "4"}
+        mmap_threshold=memory.MAX_MMAP_THRESHOLD,
+        trim_threshold=64 * MIB,
+        environ={"MALLOC_ARENA_MAX": "4", "MALLOC_TRIM_THRESHOLD_": "131072"},
     )
-    assert tuning == memory.MallocTuning(trim_threshold=8 * memory.MIB)
+    assert tuning == memory.MallocTuning(mmap_threshold=memory.MAX_MMAP_THRESHOLD)
 
 
 @glibc_only
-def test_tune_malloc_arena_max_zero_leaves_arenas_alone() -> None:
-    tuning = memory.tune_malloc(arena_max=0, environ={})
-    assert tuning.arena_max is None
-    assert tuning.mmap_threshold == 1 * memory.MIB
+def test_tune_malloc_with_nothing_asked_sets_nothing() -> None:
+    assert memory.tune_malloc(arena_max=None, environ={}) == memory.MallocTuning()
 
 
 @pytest.mark.parametrize(
@@ -235,7 +233,7 @@ def test_tune_malloc_arena_max_zero_leaves_arenas_alone() -> None:
         {"mmap_threshold": -1},
         {"mmap_threshold": memory.MAX_MMAP_THRESHOLD + 1},
         {"trim_threshold": -1},
-        {"arena_max": -1},
+        {"arena_max": 0},
     ],
 )
 def test_tune_malloc_refuses_values_glibc_would_misread(kwargs: dict[str, int]) -> None:
