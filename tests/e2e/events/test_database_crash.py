@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import tempfile
 import uuid
@@ -18,7 +19,7 @@ import grpc
 import pytest
 
 from modelreg.events.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
-from modelreg_common.local_postgres import LocalPostgres
+from modelreg_common.local_postgres import LocalPostgres, LocalPostgresError
 from modelreg_common.server import RegistryServer
 from modelreg_events.app import spec_with
 from modelreg_events.settings import EventsSettings
@@ -35,6 +36,17 @@ def _start_pg() -> LocalPostgres:
     return pg
 
 
+def _remove_pg(pg: LocalPostgres) -> None:
+    try:
+        pg.stop()
+    except LocalPostgresError:
+        # A fast shutdown that arrives during crash recovery (a test that failed early) can
+        # hang; never leave the server behind.
+        pg._run("pg_ctl", "-D", str(pg.data_dir), "-m", "immediate", "-w", "stop")
+    finally:
+        shutil.rmtree(pg.data_dir.parent, ignore_errors=True)
+
+
 @pytest.fixture
 async def durable_pg() -> AsyncIterator[LocalPostgres]:
     """A PostgreSQL of this test alone (the crash takes every connection to it down)."""
@@ -42,7 +54,7 @@ async def durable_pg() -> AsyncIterator[LocalPostgres]:
     try:
         yield pg
     finally:
-        await asyncio.to_thread(pg.remove)
+        await asyncio.to_thread(_remove_pg, pg)
 
 
 def ev(subject: str) -> event_pb2.Event:
