@@ -90,7 +90,11 @@ async def test_database_crash_keeps_acknowledged_appends_and_never_reuses_a_sequ
         stream = stub.Subscribe(event_service_pb2.SubscribeRequest(after_sequence=0))
         before = [await publish_retrying(stub, ev(f"models/c/versions/{i}")) for i in (1, 2, 3)]
         assert before == [1, 2, 3]
-        seen = [(await stream.read()).event.sequence for _ in before]
+        seen = []
+        for _ in before:
+            message = await stream.read()
+            assert isinstance(message, event_service_pb2.SubscribeResponse)
+            seen.append(message.event.sequence)
         assert seen == before
         stream.cancel()
 

@@ -324,7 +324,8 @@ async def test_relay_prefers_the_local_events_service_and_falls_back_to_grpc(
         request: event_service_pb2.PublishEventsRequest,
     ) -> event_service_pb2.PublishEventsResponse:
         handed.append(request)
-        return await live.PublishEvents(request)
+        reply: event_service_pb2.PublishEventsResponse = await live.PublishEvents(request)
+        return reply
 
     dead = open_channel("127.0.0.1:1")
     current: list[Any] = [local]

@@ -330,7 +330,8 @@ async def test_an_append_waiting_for_the_log_skips_a_webhook_deleted_meanwhile(
     # An append's snapshot is taken before it waits for the log's lock; a webhook deleted
     # during the wait must neither fail the append (foreign key) nor get a delivery.
     server = await start_server(
-        [spec_with(EventsSettings(**FAST))], settings=make_settings(relay_enabled=False)
+        [spec_with(EventsSettings.model_validate(FAST))],
+        settings=make_settings(relay_enabled=False),
     )
     channel = aio.insecure_channel(server.address)
     _OPEN.append(channel)
