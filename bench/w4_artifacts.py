@@ -45,6 +45,14 @@ MIB = 1024 * 1024
 
 def serve(args: argparse.Namespace) -> None:
     """Child mode: run a RegistryServer with only the artifact service until stdin closes."""
+    from modelreg_common.memory import tune_malloc
+
+    arena_max = json.loads(args.artifact_settings).get("malloc_arena_max", 2)
+    if arena_max:
+        # First thing, before threads have their own malloc arenas: what the server's start-up
+        # should do (the artifact service's own call comes after gRPC's and the pool's threads
+        # exist, and cannot take back arenas already made).
+        tune_malloc(arena_max=arena_max)
     from modelreg_artifact.app import make_spec
     from modelreg_artifact.settings import ArtifactSettings
     from modelreg_common.logs import configure_logging

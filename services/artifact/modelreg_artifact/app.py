@@ -64,7 +64,7 @@ def method_handlers(servicer: ArtifactServicer) -> dict[str, grpc.RpcMethodHandl
 
 def make_backend(settings: ArtifactSettings, runtime: ServiceRuntime) -> BlobBackend:
     if settings.backend == "s3":
-        return S3Backend(settings.s3)
+        return S3Backend(settings.s3, keep_part_bodies=settings.parts_in_flight + 1)
     return LocalBackend(settings.root or runtime.settings.home / "artifacts")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ class MallocTuning:
     trim_threshold: int | None = None
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
@@ -60,6 +62,8 @@ def _glibc() -> ctypes.CDLL | None:
         return None
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.mallopt.restype = ctypes.c_int
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    libc.malloc_trim.restype = ctypes.c_int
     return libc
 
 
@@ -97,3 +101,15 @@ def tune_malloc(
         if libc.mallopt(param, value) == 1:
             applied[name] = value
     return MallocTuning(**applied)
+
+
+def release_free_memory() -> bool:
+    """Give the OS back the free pages in every malloc arena (glibc `malloc_trim(0)`). Freed
+    buffers of assorted sizes (socket write buffers, received messages) fragment the heap so
+    that its resident part grows with the bytes that went through, not with what is live; an
+    occasional trim bounds that without the CPU a low mmap threshold costs. Returns whether
+    anything was released; False off glibc."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.malloc_trim(0))

@@ -17,6 +17,7 @@ from modelreg.artifact.transfer import DigestMismatch, download_file, upload_fil
 from modelreg.artifact.v1 import artifact_service_pb2 as pb
 from modelreg_artifact.domain.models import FileEntry
 from modelreg_artifact.domain.service import read_ahead
+from modelreg_artifact.store.s3 import _PartBodies
 from modelreg_artifact.transport import convert
 from modelreg_common import memory
 from modelreg_common.errors import Unavailable
@@ -35,7 +36,7 @@ ENTRY = FileEntry(
 )
 
 
-# -- DownloadResponse written by hand -------------------------------------------------------------
+# -- DownloadResponse written by hand --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 16_383, 16_384, 4 * MIB - 64 * 1024, 4 * MIB])
@@ -239,3 +240,34 @@ def test_tune_malloc_with_nothing_asked_sets_nothing() -> None:
 def test_tune_malloc_refuses_values_glibc_would_misread(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must"):
         memory.tune_malloc(environ={}, **kwargs)
+
+
+@glibc_only
+def test_release_free_memory_returns_freed_heap_pages() -> None:
+    # Many buffers under glibc's mmap threshold live in the heap; freeing all but the last
+    # leaves free pages below it that only a trim gives back.
+    buffers = [bytearray(100 * 1024) for _ in range(400)]
+    keep = buffers[-1]
+    del buffers
+    assert memory.release_free_memory() is True
+    assert len(keep) == 100 * 1024
+
+
+# -- S3 part bodies --------------------------------------------------------------------------------
+
+
+def test_part_bodies_are_reused_for_whole_parts_only() -> None:
+    bodies = _PartBodies(keep=2)
+    first = bodies.take(8 * MIB)
+    bodies.give(first)
+    assert bodies.take(8 * MIB) is first
+    # Another size is a new buffer; a short last part is not kept.
+    tail = bodies.take(MIB)
+    bodies.give(tail)
+    assert bodies.take(MIB) is not tail
+    # At most `keep` are held.
+    held = [bodies.take(8 * MIB) for _ in range(3)]
+    for body in held:
+        bodies.give(body)
+    again = [bodies.take(8 * MIB) for _ in range(3)]
+    assert sum(any(a is h for h in held) for a in again) == 2

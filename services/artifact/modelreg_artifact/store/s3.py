@@ -3,6 +3,7 @@ Connection failures and server errors become UNAVAILABLE; the caller cleans up."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -21,6 +22,10 @@ from botocore.exceptions import (
 from modelreg_artifact.domain.models import Part
 from modelreg_artifact.settings import S3Settings
 from modelreg_common.errors import InvalidArgument, Unavailable
+from modelreg_common.memory import release_free_memory
+
+# Part bytes sent between two returns of free heap pages to the OS.
+TRIM_EVERY_BYTES = 64 * 1024 * 1024
 
 _CLIENT_PART_ERRORS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "NoSuchUpload"}
 
@@ -41,16 +46,38 @@ def _s3_errors(what: str) -> Iterator[None]:
         raise Unavailable(f"S3 {what} failed: {exc}", backend="s3") from exc
 
 
+class _PartBodies:
+    """Part bodies kept for the next parts: a new multi-MiB buffer per part would leave glibc
+    a heap that fragments, and the server's RSS grew with the file's size (W4, 2 GiB)."""
+
+    def __init__(self, keep: int) -> None:
+        self._free: list[bytearray] = []
+        self._keep = keep
+
+    def take(self, size: int) -> bytearray:
+        for i, body in enumerate(self._free):
+            if len(body) == size:
+                return self._free.pop(i)
+        return bytearray(size)
+
+    def give(self, body: bytearray) -> None:
+        # Whole parts only (S3's minimum part is 5 MiB): a file's short last part is one-off.
+        if len(body) >= 5 * 1024 * 1024 and len(self._free) < self._keep:
+            self._free.append(body)
+
+
 class S3Backend:
     name = "s3"
     supports_presigned = True
 
-    def __init__(self, settings: S3Settings) -> None:
+    def __init__(self, settings: S3Settings, keep_part_bodies: int = 4) -> None:
         if not settings.bucket:
             raise ValueError("the S3 backend needs a bucket (MODELREG_ARTIFACT_S3__BUCKET)")
         self._settings = settings
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+        self._bodies = _PartBodies(keep_part_bodies)
+        self._since_trim = 0
 
     @property
     def bucket(self) -> str:
@@ -104,10 +131,17 @@ class S3Backend:
     async def write_part(
         self, key: str, upload_id: str, number: int, offset: int, data: Sequence[bytes | memoryview]
     ) -> str:
-        body = b"".join(data)
+        body = self._bodies.take(sum(len(d) for d in data))
+        position = 0
+        for piece in data:
+            body[position : position + len(piece)] = piece
+            position += len(piece)
         if isinstance(data, list):
-            # Drop the received chunks now: only the joined copy needs to live until S3 acks.
+            # Drop the received chunks now: only the copy needs to live until S3 acks.
             data.clear()
+        # A bytearray body goes out as it is; botocore wraps `bytes` in a BytesIO that aiohttp
+        # then reads 64 KiB at a time through the thread pool (CPU, and every worker thread's
+        # malloc arena holding freed buffers).
         with _s3_errors("UploadPart"):
             response = await self._client.upload_part(
                 Bucket=self.bucket,
@@ -116,6 +150,16 @@ class S3Backend:
                 PartNumber=number,
                 Body=body,
             )
+        # Reused only after a clean answer: a request that failed or was cancelled might still
+        # be reading it.
+        self._bodies.give(body)
+        self._since_trim += len(body)
+        if self._since_trim >= TRIM_EVERY_BYTES:
+            # aiohttp's socket buffers and the received messages still fragment the heap; its
+            # resident size grew with the file (W4: +120 MiB at 2 GiB) until trimmed now and
+            # then (one trim per 64 MiB costs about a millisecond).
+            self._since_trim = 0
+            await asyncio.to_thread(release_free_memory)
         return str(response["ETag"])
 
     async def complete(
