@@ -5,11 +5,12 @@ arena (up to 8 per core); the gRPC core's threads, the worker threads that hash 
 and the event loop each keep the freed multi-MiB chunks they allocated in their own arena, so
 the server's RSS ends up far above the bytes actually in flight (W4 on S3: +118 to +184 MiB for
 a transfer that holds about 40 MiB). Capping the arenas makes those threads share, and reuse,
-the same freed chunks: W4 growth drops under +90 MiB at no measurable CPU cost.
+the same freed chunks: W4 growth on S3 drops to +88-95 MiB at 1 GiB at no measurable CPU cost
+(`release_free_memory` now and then keeps it there for larger files).
 
 A fixed `M_MMAP_THRESHOLD` (e.g. 1 MiB) would return every chunk to the OS at once, but then
-every chunk is a fresh mapping, faulted in and zeroed: in W4 that costs the server 1.7x (S3
-upload) to 3x (download) the CPU, so it is left to glibc's dynamic default unless asked for.
+every chunk is a fresh mapping, faulted in and zeroed: in W4 that costs the server 2-2.5x (S3
+upload) and 3x (download) the CPU, so it is left to glibc's dynamic default unless asked for.
 
 `tune_malloc()` is a no-op off glibc, and leaves alone any setting given in the environment
 (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`), which glibc read at
