@@ -188,6 +188,9 @@ async def delivery_latency(address: str, versions: int) -> dict[str, Any]:
         )
     )
 
+    # W5 asks to wait until the subscription is in effect: its response headers say so.
+    await stream.initial_metadata()
+
     async def read_stream() -> None:
         nonlocal stream_dupes
         async for reply in stream:

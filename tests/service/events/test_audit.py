@@ -133,7 +133,14 @@ def reader_of(*models: str) -> Iterator[None]:
 
 
 # The servicers under test read nothing from their gRPC context.
-NO_CONTEXT: Any = None
+class _Context:
+    """What the servicers use of a call's context when called directly: response headers."""
+
+    async def send_initial_metadata(self, metadata: Any) -> None:
+        return None
+
+
+NO_CONTEXT: Any = _Context()
 
 
 @pytest.fixture

@@ -201,7 +201,9 @@ async def test_subscribe_from_now_with_filter_skips_the_past_and_others(stub) ->
             from_now=True, filter='subject = "models/b/*" AND type = "model_version.created"'
         )
     )
-    # The stream starts when the server gets to it: in effect once it delivers a first event.
+    # In effect once its headers arrive (they name where it starts).
+    started = dict(await stream.initial_metadata())
+    assert int(started["x-modelreg-subscribed-after"]) >= 1
     first = await publish(stub, ev("models/b/versions/1"))
     assert [e.sequence for e in await read(stream, 1)] == first
     # A concurrent burst of unrelated events, then the one we want.
@@ -214,7 +216,7 @@ async def test_subscribe_from_now_with_filter_skips_the_past_and_others(stub) ->
 
 async def test_concurrent_publishers_never_leave_a_subscriber_behind(stub) -> None:
     stream = stub.Subscribe(event_service_pb2.SubscribeRequest(from_now=True))
-    # The stream starts when the server gets to it: in effect once it delivers a first event.
+    await stream.initial_metadata()  # in effect from here on
     first = await publish(stub, ev("models/c/versions/0"))
     assert [e.sequence for e in await read(stream, 1)] == first
     batches = await asyncio.gather(
@@ -277,7 +279,7 @@ async def test_running_relay_wakes_on_notify(start_server, open_channel) -> None
     stream = stub.Subscribe(
         event_service_pb2.SubscribeRequest(from_now=True, filter='source = "producer"')
     )
-    # The stream starts when the server gets to it: in effect once it delivers a first event.
+    await stream.initial_metadata()  # in effect from here on
     first = await emit(channel, "models/first", 1)
     assert [e.id for e in await read(stream, 1)] == first
     ids = await emit(channel, "models/live", 3)

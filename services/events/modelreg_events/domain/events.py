@@ -95,6 +95,10 @@ class EventsService:
             flt, after=after, limit=limit, descending=descending, readable=readable
         )
 
+    async def start_after(self, after: int, *, from_now: bool) -> int:
+        """The sequence a new subscription starts after: `after`, or the end of the log."""
+        return await self._log.last_sequence() if from_now else after
+
     async def subscribe(
         self,
         flt: EventFilter,

@@ -106,8 +106,12 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
             raise InvalidArgument("after_sequence", "must not be negative")
         # Read once, while the call's access is bound: the stream keeps what it was opened with.
         readable = readable_models()
+        start = await self._service.start_after(request.after_sequence, from_now=request.from_now)
+        # Headers go out once the starting point is fixed: a client that awaits them knows the
+        # subscription is in effect (anything appended from now on reaches it).
+        await context.send_initial_metadata((("x-modelreg-subscribed-after", str(start)),))
         async for event in self._service.subscribe(
-            flt, after=request.after_sequence, from_now=request.from_now, readable=readable
+            flt, after=start, from_now=False, readable=readable
         ):
             yield event_service_pb2.SubscribeResponse(event=convert.event_to_proto(event))
 

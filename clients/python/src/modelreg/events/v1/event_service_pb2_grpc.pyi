@@ -44,7 +44,9 @@ class EventServiceStub:
     Subscribe: _grpc.UnaryStreamMultiCallable[_event_service_pb2.SubscribeRequest, _event_service_pb2.SubscribeResponse]
     """Streams events after a sequence number (or from now) with the same filters as
     ListEvents, then live events as they are appended. Resume after a disconnect with the
-    last sequence received: nothing is missed, nothing repeated.
+    last sequence received: nothing is missed, nothing repeated. The response headers
+    (initial metadata) carry `x-modelreg-subscribed-after`, the sequence the stream starts
+    after; once they arrive the subscription is in effect.
     """
 
 @_typing.type_check_only
@@ -63,7 +65,9 @@ class EventServiceAsyncStub(EventServiceStub):
     Subscribe: _aio.UnaryStreamMultiCallable[_event_service_pb2.SubscribeRequest, _event_service_pb2.SubscribeResponse]  # type: ignore[assignment]
     """Streams events after a sequence number (or from now) with the same filters as
     ListEvents, then live events as they are appended. Resume after a disconnect with the
-    last sequence received: nothing is missed, nothing repeated.
+    last sequence received: nothing is missed, nothing repeated. The response headers
+    (initial metadata) carry `x-modelreg-subscribed-after`, the sequence the stream starts
+    after; once they arrive the subscription is in effect.
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -103,7 +107,9 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_event_service_pb2.SubscribeResponse], _abc.AsyncIterator[_event_service_pb2.SubscribeResponse]]:
         """Streams events after a sequence number (or from now) with the same filters as
         ListEvents, then live events as they are appended. Resume after a disconnect with the
-        last sequence received: nothing is missed, nothing repeated.
+        last sequence received: nothing is missed, nothing repeated. The response headers
+        (initial metadata) carry `x-modelreg-subscribed-after`, the sequence the stream starts
+        after; once they arrive the subscription is in effect.
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
