@@ -256,7 +256,9 @@ export const EventService: GenService<{
   /**
    * Streams events after a sequence number (or from now) with the same filters as
    * ListEvents, then live events as they are appended. Resume after a disconnect with the
-   * last sequence received: nothing is missed, nothing repeated.
+   * last sequence received: nothing is missed, nothing repeated. The response headers
+   * (initial metadata) carry `x-modelreg-subscribed-after`, the sequence the stream starts
+   * after; once they arrive the subscription is in effect.
    *
    * @generated from rpc modelreg.events.v1.EventService.Subscribe
    */
