@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from modelreg.client import cli as client_cli
 from modelreg_common import __version__
 from modelreg_common.logs import configure_logging, get_logger
+from modelreg_common.memory import tune_malloc
 from modelreg_common.server import RegistryServer, migrate_services
 from modelreg_common.settings import Settings
 from modelreg_server.catalog import SERVICES, load_specs
@@ -139,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(**overrides)
     configure_logging(settings)
     if args.command == "serve":
+        # Before any thread exists: glibc keeps the malloc arenas threads have already made.
+        tune_malloc()
         asyncio.run(_serve(settings, args.service))
     else:
         asyncio.run(_migrate(settings, args.service))
