@@ -9,7 +9,7 @@ owner, a key of another principal) call `require`, and list queries narrow their
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -37,6 +37,13 @@ class Role(enum.IntEnum):
 
 
 REGISTRY = "registry"
+# The policy member every authenticated caller stands for.
+ALL_USERS = "user:*"
+
+
+def members_of(subject: str, groups: Sequence[str]) -> list[str]:
+    """Every policy member that stands for this principal."""
+    return [f"user:{subject}", ALL_USERS, *(f"group:{g}" for g in dict.fromkeys(groups))]
 
 
 def model_of(resource: str) -> str | None:

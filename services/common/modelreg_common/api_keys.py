@@ -9,7 +9,6 @@ before the cache time runs out.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import grpc
 from grpc import aio
 
 from modelreg.metadata.v1 import access_service_pb2, access_service_pb2_grpc
+from modelreg_common.auth import hash_token
 from modelreg_common.context import Principal
 from modelreg_common.errors import Unauthenticated, Unavailable
 from modelreg_common.logs import get_logger
@@ -91,7 +91,7 @@ class ApiKeyVerifier:
             return None
         if len(token) > _MAX_SECRET_CHARS:
             raise Unauthenticated(_INVALID)
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        digest = hash_token(token)
         entry = self._cached(digest)
         if entry is None:
             task = self._inflight.get(digest)

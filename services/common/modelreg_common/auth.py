@@ -32,7 +32,7 @@ class StaticTokenVerifier:
         self._entries = list(entries)
 
     async def verify(self, token: str) -> Principal | None:
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        digest = hash_token(token)
         found: TokenEntry | None = None
         # Compare with every entry in constant time so timing reveals nothing about near misses.
         for entry in self._entries:
@@ -47,10 +47,10 @@ class InternalTokenVerifier:
     """The process's own random token, for calls it makes to itself: the internal principal."""
 
     def __init__(self, token: str) -> None:
-        self._digest = hashlib.sha256(token.encode()).digest()
+        self._digest = hash_token(token)
 
     async def verify(self, token: str) -> Principal | None:
-        if hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self._digest):
+        if hmac.compare_digest(hash_token(token), self._digest):
             return SYSTEM
         return None
 

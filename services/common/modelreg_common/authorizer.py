@@ -21,7 +21,7 @@ from grpc import aio
 
 from modelreg.events.v1 import event_service_pb2, event_service_pb2_grpc
 from modelreg.metadata.v1 import access_service_pb2, access_service_pb2_grpc
-from modelreg_common.access import FULL_ACCESS, Access, Role, model_of
+from modelreg_common.access import FULL_ACCESS, Access, Role, members_of, model_of
 from modelreg_common.context import Principal
 from modelreg_common.errors import PermissionDenied, Unavailable
 from modelreg_common.logs import get_logger
@@ -72,13 +72,19 @@ class MetadataAccessSource:
         )
 
 
-def _member_matches(member: str, principal: Principal) -> bool:
-    kind, _, value = member.partition(":")
-    if kind == "user":
-        return value in ("*", principal.subject)
-    if kind == "group":
-        return value in principal.groups
-    return False
+_Key = tuple[str, tuple[str, ...]]
+
+
+def _key(principal: Principal) -> _Key:
+    return (principal.subject, tuple(sorted(principal.groups)))
+
+
+def _put_bounded(entries: OrderedDict[_Key, Any], key: _Key, value: Any) -> None:
+    """Insert as the newest entry, dropping the oldest beyond the bound."""
+    entries[key] = value
+    entries.move_to_end(key)
+    if len(entries) > _MAX_CACHED_PRINCIPALS:
+        entries.popitem(last=False)
 
 
 class Authorizer:
@@ -93,13 +99,14 @@ class Authorizer:
         self._source = source
         self._clock = clock
         self._default = Role.parse(settings.default_role)
+        self._admins = frozenset(settings.admins)
         self._ttl = settings.access_cache_seconds
-        self._cache: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, Access]] = OrderedDict()
-        self._pending: dict[tuple[str, tuple[str, ...]], asyncio.Future[Access]] = {}
+        self._cache: OrderedDict[_Key, tuple[float, Access]] = OrderedDict()
+        self._pending: dict[_Key, asyncio.Future[Access]] = {}
         self._generation = 0
         self._listeners: list[Callable[[], None]] = []
         # When each principal was last re-resolved because of a denial (bounded like the cache).
-        self._refreshed: OrderedDict[tuple[str, tuple[str, ...]], float] = OrderedDict()
+        self._refreshed: OrderedDict[_Key, float] = OrderedDict()
 
     def on_invalidate(self, listener: Callable[[], None]) -> None:
         """Also run `listener` when grants change (the API-key cache clears itself)."""
@@ -112,23 +119,20 @@ class Authorizer:
             listener()
 
     def _configured_admin(self, principal: Principal) -> bool:
-        return principal.method == "local" or any(
-            _member_matches(member, principal) for member in self._settings.admins
+        return principal.method == "local" or not self._admins.isdisjoint(
+            members_of(principal.subject, principal.groups)
         )
 
     async def refreshed(self, principal: Principal) -> Access | None:
         """A fresh answer after a denial, in case a grant arrived after we cached (a model
         created a moment ago in another process); at most once a second per principal, so
         denied callers cannot turn every call into a lookup. None when not due."""
-        key = (principal.subject, tuple(sorted(principal.groups)))
+        key = _key(principal)
         now = self._clock()
         last = self._refreshed.get(key)
         if principal.method == "internal" or (last is not None and now - last < 1.0):
             return None
-        self._refreshed[key] = now
-        self._refreshed.move_to_end(key)
-        if len(self._refreshed) > _MAX_CACHED_PRINCIPALS:
-            self._refreshed.popitem(last=False)
+        _put_bounded(self._refreshed, key, now)
         self._cache.pop(key, None)
         return await self.access_for(principal)
 
@@ -137,7 +141,7 @@ class Authorizer:
             return FULL_ACCESS
         if self._configured_admin(principal):
             return Access(registry_role=Role.ADMIN)
-        key = (principal.subject, tuple(sorted(principal.groups)))
+        key = _key(principal)
         cached = self._cache.get(key)
         if cached is not None and cached[0] > self._clock():
             self._cache.move_to_end(key)
@@ -164,9 +168,7 @@ class Authorizer:
         future.set_result(access)
         # A grant that changed while we asked may not be in this answer: use it, don't keep it.
         if generation == self._generation:
-            self._cache[key] = (self._clock() + self._ttl, access)
-            if len(self._cache) > _MAX_CACHED_PRINCIPALS:
-                self._cache.popitem(last=False)
+            _put_bounded(self._cache, key, (self._clock() + self._ttl, access))
         return access
 
 

@@ -15,7 +15,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from modelreg_common.access import REGISTRY, Role, current_access, require
+from modelreg_common.access import (
+    ALL_USERS,
+    REGISTRY,
+    Role,
+    current_access,
+    members_of,
+    require,
+)
 from modelreg_common.context import Principal, current_principal
 from modelreg_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from modelreg_common.names import parse_model
@@ -43,7 +50,6 @@ MAX_DISPLAY_NAME_CHARS = 200
 MAX_GROUPS = 100
 MAX_BINDINGS = 100
 MAX_MEMBERS = 1000
-ALL_USERS = "user:*"
 
 # A subject or group: printable, no whitespace; `*` is reserved for `user:*`.
 _PRINCIPAL = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
@@ -133,11 +139,6 @@ def bindings_data(bindings: Sequence[Binding]) -> list[dict[str, object]]:
 
 def is_admin() -> bool:
     return current_access().allows(Role.ADMIN, REGISTRY)
-
-
-def members_of(subject: str, groups: Sequence[str]) -> list[str]:
-    """Every policy member that stands for this principal."""
-    return [f"user:{subject}", ALL_USERS, *(f"group:{g}" for g in dict.fromkeys(groups))]
 
 
 def _acts_as_self(caller: Principal, subject: str, groups: Sequence[str]) -> bool:
