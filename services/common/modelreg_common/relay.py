@@ -210,7 +210,7 @@ class OutboxRelay:
     def for_service(cls, runtime: ServiceRuntime, schema: str, source: str) -> OutboxRelay:
         peers = runtime.peers
         # A configured target is another deployment; only then must the call leave the process.
-        local = None if runtime.settings.peers.events else (lambda: _local_events.get(peers))
+        local = (lambda: _local_events.get(peers)) if peers.is_local("events") else None
         return cls(
             pool=runtime.pool,
             dsn=runtime.dsn,

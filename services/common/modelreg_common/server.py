@@ -138,16 +138,18 @@ class Peers:
     def timeout(self) -> float:
         return self._settings.timeout_seconds
 
+    def is_local(self, name: str) -> bool:
+        """True when `name` has no configured target: it is served by this process."""
+        return not getattr(self._settings, name, "")
+
     def target(self, name: str) -> str:
-        configured: str = getattr(self._settings, name, "")
-        return configured or self._self_target()
+        return self._self_target() if self.is_local(name) else str(getattr(self._settings, name))
 
     def channel(self, name: str) -> aio.Channel:
         if name not in self._channels:
             # This process (no target) is called with its internal token: roles are resolved
             # with calls to metadata, which must not themselves wait for a role lookup.
-            remote = bool(getattr(self._settings, name, ""))
-            token = self._token if remote else (self._internal_token or self._token)
+            token = (self._internal_token or self._token) if self.is_local(name) else self._token
             interceptors = [
                 *self._interceptors,
                 *([_PeerCredentials(token)] if token is not None else []),
