@@ -20,12 +20,14 @@ from modelreg_common.relay import serve_events_locally
 from modelreg_common.server import ServiceRuntime, ServiceSpec
 from modelreg_events.delivery import DeliveryWorkers
 from modelreg_events.domain.events import EventsService
+from modelreg_events.domain.secret_box import KeyRing
 from modelreg_events.domain.usage import UsageService
 from modelreg_events.domain.webhooks import WebhooksService
 from modelreg_events.settings import EventsSettings
 from modelreg_events.store.events import EventStore
 from modelreg_events.store.http_sender import HttpSender
 from modelreg_events.store.notifier import LogNotifier
+from modelreg_events.store.secret_keys import load_key_ring
 from modelreg_events.store.usage import UsageStore
 from modelreg_events.store.webhooks import WebhookStore
 from modelreg_events.transport.servicers import EventServicer, WebhookServicer, publish_events
@@ -39,10 +41,10 @@ log = get_logger("modelreg.events")
 
 
 class EventsComponent:
-    def __init__(self, runtime: ServiceRuntime, settings: EventsSettings) -> None:
+    def __init__(self, runtime: ServiceRuntime, settings: EventsSettings, ring: KeyRing) -> None:
         self.settings = settings
         self.log = EventStore(runtime.pool)
-        self.webhook_store = WebhookStore(runtime.pool)
+        self.webhook_store = WebhookStore(runtime.pool, ring)
         self.notifier = LogNotifier(runtime.dsn)
         self.sender = HttpSender(
             allow_private=settings.allow_private_targets,
@@ -122,9 +124,25 @@ class EventsComponent:
         await self.sender.close()
 
 
+async def _component(runtime: ServiceRuntime, settings: EventsSettings) -> EventsComponent:
+    ring = await asyncio.to_thread(load_key_ring, settings, runtime.settings.home)
+    component = EventsComponent(runtime, settings, ring)
+    # Before serving: secrets stored in clear by an earlier release are sealed now, so an
+    # upgrade keeps every webhook and leaves no secret readable in the database.
+    sealed = await component.webhook_store.seal_clear_secrets()
+    if sealed:
+        log.info("webhooks.secrets_sealed", count=sealed, key_id=ring.primary)
+    missing = ring.unknown(await component.webhook_store.sealing_key_ids())
+    if missing:
+        # Creating webhooks still works; delivering to, testing or rotating the affected ones
+        # fails with this key id until the key is configured again.
+        log.error("webhooks.secret_keys_missing", key_ids=missing, configured=ring.key_ids)
+    return component
+
+
 async def create(runtime: ServiceRuntime) -> EventsComponent:
     # Read here, not at import: tests and the CLI construct settings before starting.
-    return EventsComponent(runtime, runtime.extras.get("events_settings") or EventsSettings())
+    return await _component(runtime, runtime.extras.get("events_settings") or EventsSettings())
 
 
 SPEC = ServiceSpec(
@@ -139,7 +157,7 @@ def spec_with(settings: EventsSettings) -> ServiceSpec:
     """The events service with explicit settings (tests, benchmarks)."""
 
     async def create_with(runtime: ServiceRuntime) -> EventsComponent:
-        return EventsComponent(runtime, settings)
+        return await _component(runtime, settings)
 
     return ServiceSpec(
         name="events",

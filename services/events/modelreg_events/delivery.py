@@ -95,8 +95,12 @@ class DeliveryWorkers:
     async def _attempt(self, job: DeliveryJob) -> None:
         started_at = datetime.now(UTC)
         try:
-            body, headers = body_and_headers(job.event, job.secrets, int(time.time()))
-            result = await self._sender.send(job.url, headers, body)
+            if job.secret_error:
+                # Never sent unsigned; the store logged which key is missing.
+                result = SendResult(0, 0.0, job.secret_error)
+            else:
+                body, headers = body_and_headers(job.event, job.secrets, int(time.time()))
+                result = await self._sender.send(job.url, headers, body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

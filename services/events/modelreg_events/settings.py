@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,3 +34,15 @@ class EventsSettings(BaseSettings):
     # once; an hourly sweep deletes older ones.
     usage_batch_retention_hours: float = Field(default=168.0, gt=0)
     usage_cleanup_interval_seconds: float = Field(default=3600.0, gt=0)
+    # Keys that seal webhook signing secrets at rest (AES-256-GCM): `kid:base64key` entries,
+    # comma- or newline-separated, or a JSON list of them; the first seals, all open. Or the
+    # same text in a file (a mounted Kubernetes Secret). Neither set: one key is generated
+    # once into `<MODELREG_HOME>/webhook-secret-keys` (mode 0600) and reused.
+    secret_keys: SecretStr | None = None
+    secret_keys_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Self:
+        if self.secret_keys is not None and self.secret_keys_file is not None:
+            raise ValueError("set secret_keys or secret_keys_file, not both")
+        return self

@@ -75,7 +75,8 @@ class Webhook:
 @dataclass(frozen=True)
 class Idempotency:
     """AIP-155 for a create: the saved response is `render(webhook, secret)`, written in the
-    create's own transaction; a replay with the same request gets those bytes back."""
+    create's own transaction (encrypted, as it holds the secret); a replay with the same
+    request gets those bytes back."""
 
     request_id: str
     method: str
@@ -136,6 +137,9 @@ class DeliveryJob:
     # Attempts since the delivery was created or last redelivered: the retry budget.
     round_attempt: int
     event: EventRecord
+    # Why the webhook's secret could not be opened (an encryption key missing): the attempt
+    # fails with this error instead of sending unsigned.
+    secret_error: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,16 @@ from typing import Any
 import asyncpg
 
 from modelreg_common import idempotency as idempotency_keys
-from modelreg_common.errors import Aborted, AlreadyExists, EtagMismatch, LimitExceeded, NotFound
+from modelreg_common.errors import (
+    Aborted,
+    AlreadyExists,
+    EtagMismatch,
+    FailedPrecondition,
+    LimitExceeded,
+    NotFound,
+)
 from modelreg_common.filters import SqlParams
+from modelreg_common.logs import get_logger
 from modelreg_events.domain.models import (
     Attempt,
     Delivery,
@@ -20,6 +28,12 @@ from modelreg_events.domain.models import (
     SendResult,
     Webhook,
     WebhookPatch,
+)
+from modelreg_events.domain.secret_box import (
+    KeyRing,
+    SealedSecretInvalid,
+    UnknownKeyId,
+    is_sealed,
 )
 from modelreg_events.store.events import _COLUMNS as _EVENT_COLUMNS
 from modelreg_events.store.events import NOTIFY_CHANNEL, readable_sql, record
@@ -74,9 +88,70 @@ def _attempt(a: asyncpg.Record) -> Attempt:
     return Attempt(a["attempt"], a["started_at"], a["status_code"], a["latency_ms"], a["error"])
 
 
+log = get_logger("modelreg.events.webhooks")
+
+# Rows sealed per statement at start-up: one short transaction each.
+SEAL_BATCH = 200
+_CREATE_WEBHOOK = "CreateWebhook"
+
+
+def _idempotency_aad(request_id: str) -> str:
+    return f"idempotency_keys/{request_id}"
+
+
+class SecretUnavailable(FailedPrecondition):
+    """A webhook's secret cannot be opened with the configured keys. The message names the key
+    id and the setting, never a secret."""
+
+    def __init__(self, webhook_id: str, problem: UnknownKeyId | SealedSecretInvalid) -> None:
+        if isinstance(problem, UnknownKeyId):
+            message = (
+                f"the signing secret of webhooks/{webhook_id} is sealed under encryption key "
+                f"{problem.kid!r}, which this server is not configured with "
+                "(MODELREG_EVENTS_SECRET_KEYS / MODELREG_EVENTS_SECRET_KEYS_FILE)"
+            )
+            meta = {"name": f"webhooks/{webhook_id}", "key_id": problem.kid}
+        else:
+            message = f"the sealed signing secret of webhooks/{webhook_id} does not open"
+            meta = {"name": f"webhooks/{webhook_id}"}
+        super().__init__(message, metadata=meta)
+
+
+def _open_secret(
+    ring: KeyRing, webhook_id: str, clear: str | None, box: bytes | None
+) -> str | None:
+    """A secret from its row: a clear value (written before sealing, or by a replica of the
+    previous release) is newer than any sealed one, since sealing always empties it."""
+    if clear is not None:
+        return clear
+    if box is None:
+        return None
+    try:
+        return ring.open_text(bytes(box), webhook_id)
+    except (UnknownKeyId, SealedSecretInvalid) as exc:
+        log.error(
+            "webhook.secret_unavailable",
+            webhook=webhook_id,
+            key_id=getattr(exc, "kid", ""),
+            error=str(exc),
+        )
+        raise SecretUnavailable(webhook_id, exc) from None
+
+
+def _valid_secrets(ring: KeyRing, row: asyncpg.Record) -> tuple[str, ...]:
+    """(current, previous while its overlap lasts) from a row with `webhook_id`, `secret`,
+    `secret_box`, `previous_secret`, `previous_secret_box` (the last two already NULL when the
+    overlap is over)."""
+    webhook_id = row["webhook_id"]
+    current = _open_secret(ring, webhook_id, row["secret"], row["secret_box"])
+    previous = _open_secret(ring, webhook_id, row["previous_secret"], row["previous_secret_box"])
+    return tuple(s for s in (current, previous) if s)
+
+
 class WebhookStore:
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any], ring: KeyRing) -> None:
         self._pool = pool
+        self._ring = ring
 
     # -- webhooks ------------------------------------------------------------------------
 
@@ -94,7 +169,7 @@ class WebhookStore:
                     conn, idempotency.request_id, idempotency.method, idempotency.digest
                 )
                 if saved is not None:
-                    return saved
+                    return self._open_response(idempotency.request_id, saved)
             count = await conn.fetchval("SELECT count(*) FROM webhooks")
             if count >= max_webhooks:
                 raise LimitExceeded(
@@ -104,7 +179,7 @@ class WebhookStore:
                 row = await conn.fetchrow(
                     f"""
                     INSERT INTO webhooks (id, url, event_types, models, state, description,
-                                          secret)
+                                          secret_box)
                     VALUES ($1, $2, $3, $4, $5, $6, $7)
                     RETURNING {_WEBHOOK_COLUMNS}
                     """,
@@ -114,7 +189,7 @@ class WebhookStore:
                     list(webhook.models),
                     webhook.state,
                     webhook.description,
-                    secret,
+                    self._ring.seal_text(secret, webhook.id),
                 )
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(webhook.name, kind="webhook") from None
@@ -127,7 +202,11 @@ class WebhookStore:
                         idempotency.request_id,
                         idempotency.method,
                         idempotency.digest,
-                        idempotency.render(created, secret),
+                        # The saved response holds the secret: sealed like the row.
+                        self._ring.seal(
+                            idempotency.render(created, secret),
+                            _idempotency_aad(idempotency.request_id),
+                        ),
                     )
                 except asyncpg.UniqueViolationError:
                     raise Aborted(
@@ -199,35 +278,158 @@ class WebhookStore:
             await conn.execute("DELETE FROM webhooks WHERE id = $1", webhook_id)
 
     async def rotate_secret(self, webhook_id: str, secret: str, overlap_seconds: float) -> Webhook:
-        row = await self._pool.fetchrow(
-            f"""
-            UPDATE webhooks SET
-                previous_secret = secret,
-                previous_secret_expires_at = now() + make_interval(secs => $3),
-                secret = $2,
-                revision = revision + 1,
-                updated_at = now()
-            WHERE id = $1
-            RETURNING {_WEBHOOK_COLUMNS}
-            """,
-            webhook_id,
-            secret,
-            overlap_seconds,
-        )
-        if row is None:
-            raise NotFound(f"webhooks/{webhook_id}", kind="webhook")
+        """Make `secret` current and keep the current one valid for the overlap; both are
+        sealed under the first key of the ring, so rotating also re-seals."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT id AS webhook_id, secret, secret_box FROM webhooks WHERE id = $1"
+                " FOR UPDATE",
+                webhook_id,
+            )
+            if row is None:
+                raise NotFound(f"webhooks/{webhook_id}", kind="webhook")
+            current = _open_secret(self._ring, webhook_id, row["secret"], row["secret_box"])
+            row = await conn.fetchrow(
+                f"""
+                UPDATE webhooks SET
+                    previous_secret = NULL,
+                    previous_secret_box = $4,
+                    previous_secret_expires_at = now() + make_interval(secs => $3),
+                    secret = NULL,
+                    secret_box = $2,
+                    revision = revision + 1,
+                    updated_at = now()
+                WHERE id = $1
+                RETURNING {_WEBHOOK_COLUMNS}
+                """,
+                webhook_id,
+                self._ring.seal_text(secret, webhook_id),
+                overlap_seconds,
+                self._ring.seal_text(current, webhook_id) if current else None,
+            )
+        assert row is not None
         return _webhook(row)
 
     async def signing_secrets(self, webhook_id: str) -> tuple[str, tuple[str, ...]]:
         row = await self._pool.fetchrow(
-            "SELECT url, secret, CASE WHEN previous_secret_expires_at > now()"
-            " THEN previous_secret END AS previous FROM webhooks WHERE id = $1",
+            "SELECT id AS webhook_id, url, secret, secret_box,"
+            " CASE WHEN previous_secret_expires_at > now() THEN previous_secret END"
+            " AS previous_secret,"
+            " CASE WHEN previous_secret_expires_at > now() THEN previous_secret_box END"
+            " AS previous_secret_box"
+            " FROM webhooks WHERE id = $1",
             webhook_id,
         )
         if row is None:
             raise NotFound(f"webhooks/{webhook_id}", kind="webhook")
-        valid = (row["secret"],) + ((row["previous"],) if row["previous"] else ())
-        return row["url"], valid
+        return row["url"], _valid_secrets(self._ring, row)
+
+    def _open_response(self, request_id: str, saved: bytes) -> bytes:
+        if not is_sealed(saved):
+            return saved  # saved before sealing and not sealed yet: see seal_clear_secrets
+        try:
+            return self._ring.open(saved, _idempotency_aad(request_id))
+        except (UnknownKeyId, SealedSecretInvalid) as exc:
+            log.error(
+                "webhook.saved_response_unavailable",
+                key_id=getattr(exc, "kid", ""),
+                error=str(exc),
+            )
+            raise FailedPrecondition(
+                "the saved response of this request_id cannot be opened with the configured "
+                "encryption keys"
+                + (f" (key {exc.kid!r} is missing)" if isinstance(exc, UnknownKeyId) else ""),
+                metadata={"key_id": exc.kid} if isinstance(exc, UnknownKeyId) else None,
+            ) from None
+
+    # -- sealing at rest -----------------------------------------------------------------
+
+    async def seal_clear_secrets(self, *, batch: int = SEAL_BATCH) -> int:
+        """Seal the webhook secrets and saved CreateWebhook responses still stored in clear
+        (rows from before migration 0006), emptying the clear columns. Idempotent; safe with
+        several replicas starting at once (rows are claimed with SKIP LOCKED). Returns how
+        many rows were sealed."""
+        sealed = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    "SELECT id, secret, previous_secret, secret_box, previous_secret_box"
+                    " FROM webhooks WHERE secret IS NOT NULL OR previous_secret IS NOT NULL"
+                    " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    batch,
+                )
+                if not rows:
+                    break
+                ids, boxes, previous_boxes = [], [], []
+                for r in rows:
+                    ids.append(r["id"])
+                    boxes.append(
+                        self._ring.seal_text(r["secret"], r["id"])
+                        if r["secret"] is not None
+                        else r["secret_box"]
+                    )
+                    previous_boxes.append(
+                        self._ring.seal_text(r["previous_secret"], r["id"])
+                        if r["previous_secret"] is not None
+                        else r["previous_secret_box"]
+                    )
+                await conn.execute(
+                    """
+                    UPDATE webhooks w SET secret = NULL, previous_secret = NULL,
+                        secret_box = s.box, previous_secret_box = s.previous_box
+                    FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS s(id, box, previous_box)
+                    WHERE w.id = s.id
+                    """,
+                    ids,
+                    boxes,
+                    previous_boxes,
+                )
+                sealed += len(rows)
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    "SELECT request_id, response FROM idempotency_keys"
+                    " WHERE method = $1 AND substring(response FROM 1 FOR 1) <> decode('01', 'hex')"
+                    " ORDER BY request_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    _CREATE_WEBHOOK,
+                    batch,
+                )
+                if not rows:
+                    break
+                await conn.execute(
+                    """
+                    UPDATE idempotency_keys k SET response = s.response
+                    FROM unnest($1::text[], $2::bytea[]) AS s(request_id, response)
+                    WHERE k.request_id = s.request_id
+                    """,
+                    [r["request_id"] for r in rows],
+                    [
+                        self._ring.seal(bytes(r["response"]), _idempotency_aad(r["request_id"]))
+                        for r in rows
+                    ],
+                )
+                sealed += len(rows)
+        return sealed
+
+    async def sealing_key_ids(self) -> list[str]:
+        """Every key id some stored secret or saved response is sealed under."""
+        rows = await self._pool.fetch(
+            """
+            WITH boxes AS (
+                SELECT secret_box AS box FROM webhooks WHERE secret_box IS NOT NULL
+                UNION ALL
+                SELECT previous_secret_box FROM webhooks WHERE previous_secret_box IS NOT NULL
+                UNION ALL
+                SELECT response FROM idempotency_keys
+                WHERE method = $1 AND substring(response FROM 1 FOR 1) = decode('01', 'hex')
+            )
+            SELECT DISTINCT convert_from(substring(box FROM 3 FOR get_byte(box, 1)), 'SQL_ASCII')
+                AS kid
+            FROM boxes WHERE length(box) > 2
+            """,
+            _CREATE_WEBHOOK,
+        )
+        return [r["kid"] for r in rows]
 
     # -- deliveries ----------------------------------------------------------------------
 
@@ -333,9 +535,12 @@ class WebhookStore:
             ), no_flush AS (
                 SELECT set_config('synchronous_commit', 'off', true) AS value
             )
-            SELECT c.delivery_id, c.webhook_id, c.attempt_count, c.round_start, w.url, w.secret,
+            SELECT c.delivery_id, c.webhook_id, c.attempt_count, c.round_start, w.url,
+                   w.secret, w.secret_box,
                    CASE WHEN w.previous_secret_expires_at > now()
                         THEN w.previous_secret END AS previous_secret,
+                   CASE WHEN w.previous_secret_expires_at > now()
+                        THEN w.previous_secret_box END AS previous_secret_box,
                    {", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))}
             FROM claimed c
             JOIN webhooks w ON w.id = c.webhook_id
@@ -346,18 +551,26 @@ class WebhookStore:
             limit,
             lease_seconds,
         )
-        return [
-            DeliveryJob(
-                delivery_id=r["delivery_id"],
-                webhook_id=r["webhook_id"],
-                url=r["url"],
-                secrets=(r["secret"],) + ((r["previous_secret"],) if r["previous_secret"] else ()),
-                attempt=r["attempt_count"],
-                round_attempt=r["attempt_count"] - r["round_start"],
-                event=record(r),
-            )
-            for r in rows
-        ]
+        return [self._job(r) for r in rows]
+
+    def _job(self, r: asyncpg.Record) -> DeliveryJob:
+        # A secret that does not open fails this delivery's attempt (recorded, retried, then
+        # dead-lettered), not the claim: the other webhooks' deliveries go on.
+        secret_error = ""
+        try:
+            secrets = _valid_secrets(self._ring, r)
+        except SecretUnavailable as exc:
+            secrets, secret_error = (), str(exc)
+        return DeliveryJob(
+            delivery_id=r["delivery_id"],
+            webhook_id=r["webhook_id"],
+            url=r["url"],
+            secrets=secrets,
+            attempt=r["attempt_count"],
+            round_attempt=r["attempt_count"] - r["round_start"],
+            event=record(r),
+            secret_error=secret_error,
+        )
 
     async def next_due_in(self) -> float | None:
         """Seconds until the earliest PENDING delivery is due (<= 0: now), or None."""
