@@ -336,6 +336,13 @@ async def main() -> None:
     parser.add_argument("--throughput-events", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--callers", type=int, default=4)
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the server (e.g. MODELREG_RELAY_CONCURRENCY=1)",
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="modelreg-w5-"))
@@ -349,6 +356,7 @@ async def main() -> None:
         MODELREG_POOL_MIN_SIZE=os.environ.get("W5_POOL_MIN_SIZE", "1"),
         MODELREG_EVENTS_ALLOW_PRIVATE_TARGETS="true",
     )
+    env.update(item.split("=", 1) for item in args.server_env)
     command = [
         sys.executable,
         "-m",

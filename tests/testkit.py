@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -20,6 +22,13 @@ def grpc_services(service: str) -> frozenset[str]:
     return frozenset(
         rpc.path.split("/")[1] for rpc in methods_of(f"modelreg.{service}.v1").values()
     )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -> None:
+    """Poll state another task changes (the server's database) until `check` holds."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 - the state lives in the database's tables
+            await asyncio.sleep(0.02)
 
 
 def make_settings(**overrides: Any) -> Settings:

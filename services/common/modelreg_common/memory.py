@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 import os
 import sys
 from collections.abc import Mapping
@@ -114,3 +115,15 @@ def release_free_memory() -> bool:
     if libc is None:
         return False
     return bool(libc.malloc_trim(0))
+
+
+def freeze_startup_heap() -> None:
+    """Keep what start-up allocated out of every later cyclic garbage collection.
+
+    A full collection walks every tracked object: modules, protobuf descriptors, gRPC and
+    pydantic internals, most of which live as long as the process. Walking them stalls the
+    event loop mid-request (W5 saw a 13.5 ms pause in one create -> event delivery); after
+    `gc.freeze()` a collection walks only objects made since. Call once the server is up.
+    """
+    gc.collect()
+    gc.freeze()

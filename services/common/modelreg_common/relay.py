@@ -36,7 +36,6 @@ from modelreg.events.v1 import event_pb2, event_service_pb2, event_service_pb2_g
 from modelreg_common.errors import DomainError
 from modelreg_common.logs import get_logger
 from modelreg_common.outbox import NOTIFY_CHANNEL
-from modelreg_common.waits import wait_event
 
 if TYPE_CHECKING:
     from modelreg_common.server import ServiceRuntime
@@ -188,6 +187,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         max_backoff: float = 10.0,
+        concurrency: int = 2,
         local: Callable[[], LocalPublish | None] | None = None,
     ) -> None:
         self._pool = pool
@@ -199,6 +199,9 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
+        self._concurrency = concurrency
+        self._failures = 0
+        self._blocked_seen = False
         self._wake = asyncio.Event()
         self._listener = Listener(
             dsn, NOTIFY_CHANNEL, self._on_notify, self._wake.set, name=f"outbox-{schema}"
@@ -218,6 +221,7 @@ class OutboxRelay:
             source=source,
             channel=lambda: peers.channel("events"),
             timeout=peers.timeout,
+            concurrency=runtime.settings.relay_concurrency,
             local=local,
         )
 
@@ -250,8 +254,10 @@ class OutboxRelay:
             await conn.execute("BEGIN; SET LOCAL synchronous_commit = off")
             # Rows skipped as locked belong to another relay; a later row of the same subject
             # must wait for it (`blocked`), or the subject's events would be reordered.
-            rows = await conn.fetch(_CLAIM, self._batch_size)
-            rows = [r for r in rows if not r["blocked"]]
+            claimed = await conn.fetch(_CLAIM, self._batch_size)
+            rows = [r for r in claimed if not r["blocked"]]
+            if len(rows) < len(claimed):
+                self._blocked_seen = True
             if not rows:
                 await conn.execute("COMMIT")
                 return 0
@@ -281,42 +287,83 @@ class OutboxRelay:
         return total
 
     async def _run(self) -> None:
-        failures = 0
+        # Up to `concurrency` rounds overlap: a round spends most of its time waiting for
+        # PublishEvents (an append, then a WAL flush before the answer), and an event committed
+        # meanwhile would otherwise queue behind that flush. A second round claims only rows the
+        # first does not hold (SKIP LOCKED), and `blocked` keeps each subject in order.
+        rounds: set[asyncio.Task[int]] = set()
+        due = True
         while True:
-            self._wake.clear()
+            if due and len(rounds) < self._concurrency:
+                due = False
+                self._wake.clear()
+                rounds.add(asyncio.create_task(self._round(), name=f"relay-round:{self._schema}"))
+            waiter: asyncio.Task[bool] | None = None
+            waitables: set[asyncio.Future[Any]] = set(rounds)
+            if len(rounds) < self._concurrency:
+                waiter = asyncio.create_task(self._wake.wait())
+                waitables.add(waiter)
             try:
-                shipped = await self.run_once()
+                done, _ = await asyncio.wait(
+                    waitables,
+                    # Only an idle relay polls (the fallback for a lost NOTIFY); a running
+                    # round always ends.
+                    timeout=None if rounds else self._poll_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
             except asyncio.CancelledError:
+                for task in rounds:
+                    task.cancel()
+                await asyncio.gather(*rounds, return_exceptions=True)
                 raise
-            except (
-                grpc.RpcError,
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                DomainError,
-            ) as exc:
-                failures += 1
-                delay = min(self._max_backoff, 0.05 * 2 ** min(failures, 10))
-                delay *= 0.5 + random.random() / 2
-                if failures == 1 or failures % 20 == 0:
-                    log.warning(
-                        "outbox.relay_failed",
-                        schema=self._schema,
-                        failures=failures,
-                        error=str(exc)[:300],
-                        retry_in=round(delay, 2),
-                    )
-                await asyncio.sleep(delay)
-                continue
-            except Exception:
-                log.exception("outbox.relay_bug", schema=self._schema)
-                await asyncio.sleep(self._max_backoff)
-                continue
-            if failures:
-                log.info("outbox.relay_recovered", schema=self._schema, failures=failures)
-                failures = 0
-            if shipped >= self._batch_size:
-                continue
-            if shipped:
-                log.debug("outbox.relayed", schema=self._schema, count=shipped)
-            await wait_event(self._wake, self._poll_interval)
+            finally:
+                if waiter is not None:
+                    waiter.cancel()
+            if not done or self._wake.is_set():
+                due = True
+            for task in [t for t in rounds if t in done]:
+                rounds.discard(task)
+                shipped = task.result()
+                # A full batch may have more behind it; a failed round (-1) retries after its
+                # backoff; rows another round held back as `blocked` may go once it is done.
+                if shipped >= self._batch_size or shipped < 0 or self._blocked_seen:
+                    self._blocked_seen = False
+                    due = True
+
+    async def _round(self) -> int:
+        """One run_once that never raises: the rows shipped, or -1 after a failure and its
+        backoff."""
+        try:
+            shipped = await self.run_once()
+        except asyncio.CancelledError:
+            raise
+        except (
+            grpc.RpcError,
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            DomainError,
+        ) as exc:
+            self._failures += 1
+            delay = min(self._max_backoff, 0.05 * 2 ** min(self._failures, 10))
+            delay *= 0.5 + random.random() / 2
+            if self._failures == 1 or self._failures % 20 == 0:
+                log.warning(
+                    "outbox.relay_failed",
+                    schema=self._schema,
+                    failures=self._failures,
+                    error=str(exc)[:300],
+                    retry_in=round(delay, 2),
+                )
+            await asyncio.sleep(delay)
+            return -1
+        except Exception:
+            log.exception("outbox.relay_bug", schema=self._schema)
+            await asyncio.sleep(self._max_backoff)
+            return -1
+        if self._failures:
+            log.info("outbox.relay_recovered", schema=self._schema, failures=self._failures)
+            self._failures = 0
+        if shipped:
+            log.debug("outbox.relayed", schema=self._schema, count=shipped)
+        return shipped

@@ -145,3 +145,6 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = TelemetrySettings()
     peers: PeerSettings = PeerSettings()
     relay_enabled: bool = True
+    # Relay rounds in flight per service: one can claim and publish while another waits for
+    # the log's flush. 1 ships strictly one batch at a time.
+    relay_concurrency: int = Field(default=2, ge=1, le=8)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from modelreg.client import cli as client_cli
 from modelreg_common import __version__
 from modelreg_common.logs import configure_logging, get_logger
-from modelreg_common.memory import tune_malloc
+from modelreg_common.memory import freeze_startup_heap, tune_malloc
 from modelreg_common.server import RegistryServer, migrate_services
 from modelreg_common.settings import Settings
 from modelreg_server.catalog import SERVICES, load_specs
@@ -40,38 +40,41 @@ async def _serve(settings: Settings, services: Sequence[str] | None) -> None:
     specs = load_specs(services)
     async with database(settings) as dsn:
         server = RegistryServer(settings, specs, dsn)
-        reason = web_off_reason(settings, services)
-        if reason is not None:
-            log.info("web.off", reason=reason)
-            await server.serve_until_signal()
-            return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await server.start()
-        # The gateway forwards to this process's own gRPC port, known once it is bound.
-        gateway = WebGateway(
-            settings,
-            lambda: loopback_target(settings.listen, server.port),
-            authenticator=server.authenticator,
-        )
+        reason = web_off_reason(settings, services)
+        gateway = None
+        if reason is not None:
+            log.info("web.off", reason=reason)
+        else:
+            # The gateway forwards to this process's own gRPC port, known once it is bound.
+            gateway = WebGateway(
+                settings,
+                lambda: loopback_target(settings.listen, server.port),
+                authenticator=server.authenticator,
+            )
         try:
-            try:
-                await gateway.start()
-            except OSError as exc:
-                if "web_listen" in settings.model_fields_set:
-                    raise
-                # Only the default port was taken (another registry, a dev server): the
-                # registry itself is still useful, so say so loudly and go on without the UI.
-                log.error("web.unavailable", listen=settings.web_listen, error=str(exc))
+            if gateway is not None:
+                try:
+                    await gateway.start()
+                except OSError as exc:
+                    if "web_listen" in settings.model_fields_set:
+                        raise
+                    # Only the default port was taken (another registry, a dev server): the
+                    # registry itself is still useful, so say so loudly and go on without it.
+                    log.error("web.unavailable", listen=settings.web_listen, error=str(exc))
+            freeze_startup_heap()
             await stop.wait()
         finally:
             log.info("server.stopping")
             # gRPC first: its grace ends the streams the gateway relays with a status the
             # browser can read; then the gateway has nothing left in flight.
             await server.stop()
-            await gateway.stop()
+            if gateway is not None:
+                await gateway.stop()
 
 
 async def _migrate(settings: Settings, services: Sequence[str] | None) -> None:

@@ -79,6 +79,21 @@ async def publish_retrying(
                 await asyncio.sleep(0.2)
 
 
+async def recovered(dsn: str) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    if await conn.fetchval("SELECT count(*) FROM events.log_alive") == 0:
+                        return
+                finally:
+                    await conn.close()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pass
+            await asyncio.sleep(0.05)
+
+
 async def test_database_crash_keeps_acknowledged_appends_and_never_reuses_a_sequence(
     durable_pg: LocalPostgres,
 ) -> None:
@@ -102,6 +117,10 @@ async def test_database_crash_keeps_acknowledged_appends_and_never_reuses_a_sequ
         pid = await victim.fetchval("SELECT pg_backend_pid()")
         os.kill(pid, signal.SIGKILL)
         victim.terminate()
+        # Publish only once crash recovery is over (it empties the unlogged `log_alive`):
+        # otherwise the next append may still commit, even be flushed, before the postmaster
+        # takes every backend down, and then rightly keeps its number.
+        await recovered(durable_pg.dsn())
 
         after = await publish_retrying(stub, ev("models/c/versions/4"))
         assert after > before[-1] + 10_000_000

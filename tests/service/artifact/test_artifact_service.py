@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from grpc import aio
 from modelreg.artifact.transfer import download_file, upload_file
 from modelreg.artifact.v1 import artifact_service_pb2 as pb
 from modelreg_artifact.domain.models import manifest_digest
-from testkit import error_details
+from testkit import error_details, eventually
 
 from .conftest import MIB, Harness, StartArtifacts
 
@@ -50,13 +50,6 @@ async def get(h: Harness, *, owner: str = OWNER, path: str = "model.bin", **rang
     async for message in h.stub.Download(pb.DownloadRequest(owner=owner, path=path, **ranges)):
         parts.append(message.chunk)
     return b"".join(parts)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -> None:
-    """Poll state another task changes (the server's database) until `check` holds."""
-    async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110 - the state lives in another process's tables
-            await asyncio.sleep(0.02)
 
 
 async def resume(h: Harness, name: str, offset: int, rest: bytes) -> pb.UploadResponse:

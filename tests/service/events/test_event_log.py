@@ -16,7 +16,7 @@ from modelreg_common.relay import OutboxRelay
 from modelreg_events.app import spec_with
 from modelreg_events.settings import EventsSettings
 from service.events.kit import PRODUCER_SPEC, emit
-from testkit import error_details, make_settings
+from testkit import error_details, eventually, make_settings
 
 SPEC = spec_with(EventsSettings(allow_private_targets=True, poll_interval_seconds=0.5))
 
@@ -363,6 +363,85 @@ async def test_relay_prefers_the_local_events_service_and_falls_back_to_grpc(
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 1
     current[0] = local
     assert await relay.drain() == 1
+
+
+async def test_running_relay_overlaps_rounds_and_keeps_each_subject_in_order(
+    start_server, open_channel
+) -> None:
+    producer = await start_server([PRODUCER_SPEC], settings=make_settings(relay_enabled=False))
+    events_server = await start_server([SPEC], settings=make_settings(relay_enabled=False))
+    pchannel = open_channel(producer.address)
+    live = event_service_pb2_grpc.EventServiceStub(open_channel(events_server.address))
+    first_call = asyncio.Event()
+    release_first = asyncio.Event()
+    in_flight = 0
+    most_in_flight = 0
+    calls = 0
+
+    async def slow_first(
+        request: event_service_pb2.PublishEventsRequest,
+    ) -> event_service_pb2.PublishEventsResponse:
+        # The first round's publish stalls (a slow WAL flush, say) until released.
+        nonlocal in_flight, most_in_flight, calls
+        calls += 1
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        try:
+            if calls == 1:
+                first_call.set()
+                await release_first.wait()
+            reply: event_service_pb2.PublishEventsResponse = await live.PublishEvents(request)
+            return reply
+        finally:
+            in_flight -= 1
+
+    relay = OutboxRelay(
+        pool=producer._pools[0],
+        dsn=producer.dsn,
+        schema="producer",
+        source="producer",
+        channel=lambda: open_channel("127.0.0.1:1"),
+        timeout=10,
+        # Far beyond the test: every round here is started by a NOTIFY or a finished round.
+        poll_interval=60,
+        concurrency=2,
+        local=lambda: slow_first,
+    )
+    await relay.start()
+    try:
+        held = await emit(pchannel, "models/held", 1, same_subject=True)
+        await asyncio.wait_for(first_call.wait(), 10)
+        # While the first round waits, another subject's events go out at once...
+        other = await emit(pchannel, "models/other", 2)
+        # ...but a later event of the held subject waits for the earlier one.
+        after = await emit(pchannel, "models/held", 1, same_subject=True)
+
+        async def shipped() -> list[str]:
+            listed = await live.ListEvents(event_service_pb2.ListEventsRequest())
+            return [e.id for e in listed.events]
+
+        async def others_shipped() -> bool:
+            return set(await shipped()) == set(other)
+
+        await eventually(others_shipped, within=10)
+        assert most_in_flight == 2
+        release_first.set()
+
+        # The held-back event goes as soon as the first round is done, not at the next poll.
+        async def all_shipped() -> bool:
+            return len(await shipped()) == 4
+
+        await eventually(all_shipped, within=10)
+        order = await shipped()
+        assert order.index(held[0]) < order.index(after[0])
+        assert set(order) == set(held + other + after)
+        assert (
+            await producer._pools[0].fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            == 0
+        )
+    finally:
+        release_first.set()
+        await relay.stop()
 
 
 async def test_after_a_database_crash_sequences_move_past_what_an_unflushed_tail_used(
