@@ -7,6 +7,11 @@ row, the relay ships it to PublishEvents, the log wakes the Subscribe stream and
 worker. A loopback aiohttp receiver and a Subscribe stream run in this process, on the
 client's clock.
 
+The delivery run happens twice on the same server, each with its own model, webhook and
+subscription: first right after start-up (`delivery_cold_start`: every pooled connection,
+prepared statement and plan is new, and the first ~15 events pay for it), then once the
+server has served that traffic (`delivery`), as it has after W1-W4 in workloads.md's order.
+
 Then the log's throughput: PublishEvents batches of 500 from 4 concurrent callers.
 
     python bench/w5_events.py [--versions 200] [--throughput-events 20000]
@@ -375,6 +380,10 @@ async def main() -> None:
     try:
         await wait_serving(address, process)
         await asyncio.sleep(1)  # let start-up work settle before measuring (workloads.md)
+        # First on the fresh server: its pooled connections, prepared statements and plans
+        # are all new. Then again (a fresh model, webhook and subscription) on the server as
+        # it is once it has served some traffic, as after W1-W4 in workloads.md's order.
+        cold = await delivery_latency(address, args.versions)
         cpu0, client0 = tree_cpu(process.pid), time.process_time()
         latency = await delivery_latency(address, args.versions)
         cpu1, client1 = tree_cpu(process.pid), time.process_time()
@@ -396,6 +405,7 @@ async def main() -> None:
                     "python": platform.python_version(),
                     "note": "2 shared cores, other engineers' jobs running: noisy",
                 },
+                "delivery_cold_start": cold,
                 "delivery": {
                     **latency,
                     "cpu_s": {
