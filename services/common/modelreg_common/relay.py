@@ -42,8 +42,11 @@ if TYPE_CHECKING:
 
 log = get_logger("modelreg.relay")
 
+# PublishEvents of an events service in this process: the request, and a callback it calls
+# once the events are in the log (ordered, visible) but before they are flushed to disk.
 LocalPublish = Callable[
-    [event_service_pb2.PublishEventsRequest], Awaitable[event_service_pb2.PublishEventsResponse]
+    [event_service_pb2.PublishEventsRequest, Callable[[], None]],
+    Awaitable[event_service_pb2.PublishEventsResponse],
 ]
 
 # The events service of each server in this process, by the `Peers` its services share (a
@@ -141,6 +144,10 @@ FROM claimed c ORDER BY c.seq
 """
 
 
+# Parsed on every pooled connection of a service whose relay runs (its hot path).
+RELAY_STATEMENTS = (_CLAIM,)
+
+
 def _timestamp(value: Any) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(value)
@@ -200,6 +207,7 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
         self._concurrency = concurrency
+        self._order = asyncio.Lock()
         self._failures = 0
         self._blocked_seen = False
         self._wake = asyncio.Event()
@@ -244,6 +252,25 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Ship one batch; the number of rows marked sent. Raises if the events service
         cannot be reached (the claim is rolled back)."""
+        # Rounds claim and append one after the other, so the log takes this outbox's events
+        # in the order a single relay would ship them (across subjects too: a version's event
+        # never precedes its model's). Only the flush that follows the append overlaps the
+        # next round; over gRPC, where the two are one call, rounds do not overlap at all.
+        await self._order.acquire()
+        ordered = True
+
+        def appended() -> None:
+            nonlocal ordered
+            if ordered:
+                ordered = False
+                self._order.release()
+
+        try:
+            return await self._ship(appended)
+        finally:
+            appended()
+
+    async def _ship(self, appended: Callable[[], None]) -> int:
         async with self._pool.acquire() as conn:
             # The transaction is begun and ended by hand so that each end is one round trip:
             # three per round (begin, claim, mark and commit) instead of five. A round that
@@ -267,7 +294,7 @@ class OutboxRelay:
             local = self._local() if self._local is not None else None
             if local is not None:
                 async with asyncio.timeout(self._timeout):
-                    await local(request)
+                    await local(request, appended)
             else:
                 stub = event_service_pb2_grpc.EventServiceStub(self._channel())
                 await stub.PublishEvents(request, timeout=self._timeout)
@@ -287,10 +314,10 @@ class OutboxRelay:
         return total
 
     async def _run(self) -> None:
-        # Up to `concurrency` rounds overlap: a round spends most of its time waiting for
-        # PublishEvents (an append, then a WAL flush before the answer), and an event committed
-        # meanwhile would otherwise queue behind that flush. A second round claims only rows the
-        # first does not hold (SKIP LOCKED), and `blocked` keeps each subject in order.
+        # Up to `concurrency` rounds overlap: a round spends much of its time waiting for the
+        # log's WAL flush after its append, and an event committed meanwhile would otherwise
+        # queue behind that flush. The next round claims (SKIP LOCKED) and appends once the
+        # previous one has appended (see run_once), so the order of the log is unchanged.
         rounds: set[asyncio.Task[int]] = set()
         due = True
         while True:

@@ -33,7 +33,7 @@ from modelreg_common.metrics import RpcMetrics
 from modelreg_common.migrations import Migration, load_migrations, migrate_dsn
 from modelreg_common.page_tokens import PageTokens
 from modelreg_common.permissions import RULES, Rule
-from modelreg_common.relay import OutboxRelay
+from modelreg_common.relay import RELAY_STATEMENTS, OutboxRelay
 from modelreg_common.settings import Settings
 from modelreg_common.telemetry import Telemetry
 from modelreg_common.tls import peer_channel_credentials, peer_channel_options
@@ -66,6 +66,8 @@ class ServiceSpec:
     create: Callable[[ServiceRuntime], Awaitable[ServiceComponent]]
     # Permission rules of RPCs outside the registry's own table (test probes, extensions).
     rules: Mapping[str, Rule] = field(default_factory=dict)
+    # Static SQL of the service's hot paths, parsed on each new pooled connection.
+    warm_statements: Sequence[str] = ()
 
     def migrations(self) -> list[Migration]:
         if self.migrations_package is None:
@@ -305,6 +307,10 @@ class RegistryServer:
                 spec.schema,
                 min_size=self.settings.pool_min_size,
                 max_size=self.settings.pool_max_size,
+                warm_statements=[
+                    *spec.warm_statements,
+                    *(RELAY_STATEMENTS if self.settings.relay_enabled else ()),
+                ],
             )
             self._pools.append(pool)
             page_tokens = PageTokens(await runtime_secret(pool, "page_token_key"))

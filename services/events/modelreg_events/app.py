@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from grpc import aio
@@ -24,6 +24,8 @@ from modelreg_events.domain.secret_box import KeyRing
 from modelreg_events.domain.usage import UsageService
 from modelreg_events.domain.webhooks import WebhooksService
 from modelreg_events.settings import EventsSettings
+from modelreg_events.store import events as event_store
+from modelreg_events.store import webhooks as webhook_store
 from modelreg_events.store.events import EventStore
 from modelreg_events.store.http_sender import HttpSender
 from modelreg_events.store.notifier import LogNotifier
@@ -101,9 +103,9 @@ class EventsComponent:
             await asyncio.sleep(self.settings.usage_cleanup_interval_seconds)
 
     async def _publish(
-        self, request: event_service_pb2.PublishEventsRequest
+        self, request: event_service_pb2.PublishEventsRequest, appended: Callable[[], None]
     ) -> event_service_pb2.PublishEventsResponse:
-        return await publish_events(self.events, request)
+        return await publish_events(self.events, request, appended=appended)
 
     async def start(self) -> None:
         self.notifier.start(await self.log.last_sequence())
@@ -145,11 +147,14 @@ async def create(runtime: ServiceRuntime) -> EventsComponent:
     return await _component(runtime, runtime.extras.get("events_settings") or EventsSettings())
 
 
+WARM_STATEMENTS = (*event_store.WARM_STATEMENTS, *webhook_store.WARM_STATEMENTS)
+
 SPEC = ServiceSpec(
     name="events",
     schema="events",
     migrations_package="modelreg_events.store.migrations",
     create=create,
+    warm_statements=WARM_STATEMENTS,
 )
 
 
@@ -164,4 +169,5 @@ def spec_with(settings: EventsSettings) -> ServiceSpec:
         schema="events",
         migrations_package="modelreg_events.store.migrations",
         create=create_with,
+        warm_statements=WARM_STATEMENTS,
     )

@@ -28,6 +28,7 @@ from modelreg_metadata.domain.model_versions import ModelVersionService
 from modelreg_metadata.domain.ports import AccessChanged, ArtifactPort, LifecyclePort
 from modelreg_metadata.domain.registered_models import RegisteredModelService
 from modelreg_metadata.domain.runs import RunService
+from modelreg_metadata.store import model_versions
 from modelreg_metadata.store.peers import GrpcArtifacts, GrpcLifecycle
 from modelreg_metadata.store.uow import PgUnitOfWork
 from modelreg_metadata.transport.servicers import (
@@ -109,4 +110,5 @@ SPEC = ServiceSpec(
     schema="metadata",
     migrations_package="modelreg_metadata.store.migrations",
     create=create,
+    warm_statements=model_versions.WARM_STATEMENTS,
 )

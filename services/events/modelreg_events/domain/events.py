@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from modelreg_common.errors import InvalidArgument, LimitExceeded, NotFound
 from modelreg_events.domain.event_types import is_well_formed
@@ -53,7 +53,9 @@ class EventsService:
         self._poll_interval = poll_interval
         self._page_size = page_size
 
-    async def publish(self, events: Sequence[NewEvent]) -> list[int]:
+    async def publish(
+        self, events: Sequence[NewEvent], *, appended: Callable[[], None] | None = None
+    ) -> list[int]:
         """Append `events`; their sequences (0 for an id already in the log) once durable.
 
         Subscribers are woken as soon as the append commits, before the WAL flush: a flush
@@ -68,6 +70,8 @@ class EventsService:
             # Subscribers in this process need not wait for NOTIFY to come back from the
             # database: appends are serialised, so everything up to this sequence is committed.
             self._wakeups.announce(max(sequences))
+        if appended is not None:
+            appended()
         # Also when every id was already there: the append that wrote them may not be flushed.
         await self._log.make_durable()
         return sequences

@@ -84,6 +84,12 @@ WITH lock AS (
 SELECT sequence, id, (SELECT count(*) FROM notified) AS notified FROM appended
 """
 
+# A synchronous commit of a sequence bump: it flushes all WAL before it (`make_durable`).
+_FLUSH = "SELECT setval('log_flush', 1)"
+
+# Parsed on every new pooled connection: the append is the log's hot path (see create_pool).
+WARM_STATEMENTS = (_APPEND,)
+
 _COLUMNS = (
     "sequence, id, source, type, subject, actor, request_id, data, trace_context,"
     " occurred_at, published_at, peer"
@@ -174,7 +180,7 @@ class EventStore:
     async def make_durable(self) -> None:
         """Wait until everything appended so far is flushed to disk: a synchronous commit
         that writes WAL flushes all WAL before it, earlier unflushed commits included."""
-        await self._pool.execute("SELECT setval('log_flush', 1)")
+        await self._pool.execute(_FLUSH)
 
     async def get(
         self, event_id: uuid.UUID, *, readable: frozenset[str] | None = None

@@ -50,6 +50,60 @@ _DELIVERY_COLUMNS = (
 )
 
 
+# A claim is one statement, its own transaction: one round trip. A lease lost in a crash only
+# means the delivery is attempted again (at least once anyway), so the claim need not wait
+# for a WAL flush (`set_config(..., true)` is SET LOCAL; read at commit).
+_CLAIM_DELIVERIES = f"""
+WITH due AS (
+    SELECT id FROM deliveries
+    WHERE state = 'PENDING' AND next_attempt_at <= now()
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries d
+    SET next_attempt_at = now() + make_interval(secs => $2),
+        attempt_count = d.attempt_count + 1
+    FROM due WHERE d.id = due.id
+    RETURNING d.id AS delivery_id, d.webhook_id, d.event_sequence,
+              d.attempt_count, d.round_start
+), no_flush AS (
+    SELECT set_config('synchronous_commit', 'off', true) AS value
+)
+SELECT c.delivery_id, c.webhook_id, c.attempt_count, c.round_start, w.url,
+       w.secret, w.secret_box,
+       CASE WHEN w.previous_secret_expires_at > now()
+            THEN w.previous_secret END AS previous_secret,
+       CASE WHEN w.previous_secret_expires_at > now()
+            THEN w.previous_secret_box END AS previous_secret_box,
+       {", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))}
+FROM claimed c
+JOIN webhooks w ON w.id = c.webhook_id
+JOIN events e ON e.sequence = c.event_sequence
+CROSS JOIN no_flush
+ORDER BY e.sequence
+"""
+
+# The attempt's log row and the delivery's new state: one statement, one round trip.
+_RECORD_ATTEMPT = """
+WITH logged AS (
+    INSERT INTO delivery_attempts (delivery_id, attempt, started_at, status_code,
+                                   latency_ms, error)
+    VALUES ($1, $7, $8, $4, $5, $6)
+    ON CONFLICT (delivery_id, attempt) DO NOTHING
+)
+UPDATE deliveries SET state = $2,
+    next_attempt_at = CASE WHEN $2 = 'PENDING'
+        THEN now() + make_interval(secs => $3) ELSE next_attempt_at END,
+    last_status_code = $4, last_latency_ms = $5, last_error = $6,
+    updated_at = now()
+WHERE id = $1 AND attempt_count = $7
+"""
+
+# Parsed on every new pooled connection: the delivery worker's path (see create_pool).
+WARM_STATEMENTS = (_CLAIM_DELIVERIES, _RECORD_ATTEMPT)
+
+
 def _webhook(row: asyncpg.Record) -> Webhook:
     return Webhook(
         id=row["id"],
@@ -514,40 +568,8 @@ class WebhookStore:
         """Claim due deliveries for `lease_seconds`. No transaction stays open during the
         HTTP call: the lease (next_attempt_at pushed forward) is the claim, so a worker that
         dies mid-attempt hands the row back when the lease runs out."""
-        # One statement, its own transaction: one round trip. A lease lost in a crash only
-        # means the delivery is attempted again (at least once anyway), so the claim need not
-        # wait for a WAL flush (`set_config(..., true)` is SET LOCAL; read at commit).
         rows = await self._pool.fetch(
-            f"""
-            WITH due AS (
-                SELECT id FROM deliveries
-                WHERE state = 'PENDING' AND next_attempt_at <= now()
-                ORDER BY next_attempt_at
-                LIMIT $1
-                FOR UPDATE SKIP LOCKED
-            ), claimed AS (
-                UPDATE deliveries d
-                SET next_attempt_at = now() + make_interval(secs => $2),
-                    attempt_count = d.attempt_count + 1
-                FROM due WHERE d.id = due.id
-                RETURNING d.id AS delivery_id, d.webhook_id, d.event_sequence,
-                          d.attempt_count, d.round_start
-            ), no_flush AS (
-                SELECT set_config('synchronous_commit', 'off', true) AS value
-            )
-            SELECT c.delivery_id, c.webhook_id, c.attempt_count, c.round_start, w.url,
-                   w.secret, w.secret_box,
-                   CASE WHEN w.previous_secret_expires_at > now()
-                        THEN w.previous_secret END AS previous_secret,
-                   CASE WHEN w.previous_secret_expires_at > now()
-                        THEN w.previous_secret_box END AS previous_secret_box,
-                   {", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))}
-            FROM claimed c
-            JOIN webhooks w ON w.id = c.webhook_id
-            JOIN events e ON e.sequence = c.event_sequence
-            CROSS JOIN no_flush
-            ORDER BY e.sequence
-            """,
+            _CLAIM_DELIVERIES,
             limit,
             lease_seconds,
         )
@@ -593,22 +615,8 @@ class WebhookStore:
         state: DeliveryState = (
             "SUCCEEDED" if result.ok else ("PENDING" if retry_in is not None else "DEAD_LETTER")
         )
-        # One statement, its own transaction: one round trip.
         await self._pool.execute(
-            """
-            WITH logged AS (
-                INSERT INTO delivery_attempts (delivery_id, attempt, started_at, status_code,
-                                               latency_ms, error)
-                VALUES ($1, $7, $8, $4, $5, $6)
-                ON CONFLICT (delivery_id, attempt) DO NOTHING
-            )
-            UPDATE deliveries SET state = $2,
-                next_attempt_at = CASE WHEN $2 = 'PENDING'
-                    THEN now() + make_interval(secs => $3) ELSE next_attempt_at END,
-                last_status_code = $4, last_latency_ms = $5, last_error = $6,
-                updated_at = now()
-            WHERE id = $1 AND attempt_count = $7
-            """,
+            _RECORD_ATTEMPT,
             job.delivery_id,
             state,
             retry_in or 0.0,

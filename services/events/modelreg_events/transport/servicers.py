@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,11 +49,15 @@ def _order(order_by: str) -> bool:
 
 
 async def publish_events(
-    service: EventsService, request: event_service_pb2.PublishEventsRequest
+    service: EventsService,
+    request: event_service_pb2.PublishEventsRequest,
+    *,
+    appended: Callable[[], None] | None = None,
 ) -> event_service_pb2.PublishEventsResponse:
-    """PublishEvents without a call: the gRPC method, and relays in this process."""
+    """PublishEvents without a call: the gRPC method, and relays in this process (which
+    learn through `appended` when the events are in the log, before they are durable)."""
     events = [convert.event_from_proto(e, request.source, i) for i, e in enumerate(request.events)]
-    sequences = await service.publish(events)
+    sequences = await service.publish(events, appended=appended)
     return event_service_pb2.PublishEventsResponse(
         sequences=sequences, duplicate_count=sum(1 for s in sequences if s == 0)
     )
