@@ -1,0 +1,61 @@
+"""Pooled connections parse the services' hot statements when they are made."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from modelreg_common.database import create_pool
+from modelreg_common.migrations import migrate_dsn
+from modelreg_common.relay import RELAY_STATEMENTS
+from modelreg_common.server import ServiceSpec, migrate_services
+
+
+async def test_every_declared_hot_statement_parses_against_its_schema(
+    empty_dsn: str, all_specs: list[ServiceSpec]
+) -> None:
+    # A statement gone stale (a renamed column) would only be a warning at start-up, and the
+    # warm-up would silently stop helping: catch it here.
+    await migrate_services(empty_dsn, all_specs)
+    assert any(spec.warm_statements for spec in all_specs)
+    for spec in all_specs:
+        with capture_logs() as logs:
+            pool = await create_pool(
+                empty_dsn,
+                spec.schema,
+                min_size=1,
+                warm_statements=[*spec.warm_statements, *RELAY_STATEMENTS],
+            )
+            await pool.close()
+        assert [e for e in logs if e["event"] == "pool.warm_up_failed"] == [], spec.name
+
+
+async def test_a_statement_that_does_not_parse_is_reported_and_the_pool_still_works(
+    empty_dsn: str,
+) -> None:
+    await migrate_dsn(empty_dsn, "demo", [])
+    with capture_logs() as logs:
+        pool = await create_pool(
+            empty_dsn,
+            "demo",
+            min_size=2,
+            warm_statements=["SELECT seq FROM outbox WHERE seq > $1", "SELECT nope FROM nowhere"],
+        )
+    try:
+        failures = [e for e in logs if e["event"] == "pool.warm_up_failed"]
+        # Once per connection made (min_size), naming the problem.
+        assert len(failures) == 2
+        assert all("nowhere" in e["error"] for e in failures)
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE seq > $1", 0) == 0
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("min_size", [0, 1])
+async def test_a_pool_without_hot_statements_is_unchanged(empty_dsn: str, min_size: int) -> None:
+    await migrate_dsn(empty_dsn, "demo", [])
+    with capture_logs() as logs:
+        pool = await create_pool(empty_dsn, "demo", min_size=min_size)
+        assert await pool.fetchval("SELECT 1") == 1
+        await pool.close()
+    assert [e for e in logs if e["event"] == "pool.warm_up_failed"] == []
