@@ -112,6 +112,19 @@ class Authorizer:
         """Also run `listener` when grants change (the API-key cache clears itself)."""
         self._listeners.append(listener)
 
+    @property
+    def generation(self) -> int:
+        """Counts grant changes seen by this process (see `invalidate`)."""
+        return self._generation
+
+    @property
+    def ttl(self) -> float:
+        """How long a resolved answer is trusted without news of a change."""
+        return self._ttl
+
+    def now(self) -> float:
+        return self._clock()
+
     def invalidate(self) -> None:
         self._generation += 1
         self._cache.clear()
@@ -170,6 +183,42 @@ class Authorizer:
         if generation == self._generation:
             _put_bounded(self._cache, key, (self._clock() + self._ttl, access))
         return access
+
+
+class FollowedAccess:
+    """The access of a call that outlives grant changes (an open Subscribe): resolved again
+    whenever grants changed since it was last read, and at least every `access_cache_seconds`
+    (as cached answers are), so a revoked viewer stops seeing a model's events on the stream
+    it already has open, and a new grant shows up on it."""
+
+    def __init__(
+        self, authorizer: Authorizer, principal: Principal, access: Access, permission: str
+    ) -> None:
+        self._authorizer = authorizer
+        self._principal = principal
+        self._permission = permission
+        self._access = access
+        self._generation = authorizer.generation
+        self._resolved_at = authorizer.now()
+
+    async def current(self) -> Access:
+        authorizer = self._authorizer
+        generation = authorizer.generation
+        if generation != self._generation or authorizer.now() - self._resolved_at >= authorizer.ttl:
+            self._access = await authorizer.access_for(self._principal)
+            # The generation read before asking: a change meanwhile is seen next time.
+            self._generation = generation
+            self._resolved_at = authorizer.now()
+        return self._access
+
+    async def readable_models(self) -> frozenset[str] | None:
+        """As `Access.readable_models`; PERMISSION_DENIED once nothing is readable any more."""
+        access = await self.current()
+        if not access.may_read_any():
+            raise PermissionDenied(
+                "the caller may no longer read any model", permission=self._permission
+            )
+        return access.readable_models()
 
 
 def field_value(request: Any, path: str) -> str:

@@ -72,6 +72,7 @@ class EventsComponent:
         )
         self._tokens = runtime.page_tokens
         self._peers = runtime.peers
+        self._authorizer = runtime.authorizer
         self._cleanup: asyncio.Task[None] | None = None
 
     @property
@@ -80,7 +81,7 @@ class EventsComponent:
 
     def register(self, server: aio.Server) -> None:
         event_service_pb2_grpc.add_EventServiceServicer_to_server(
-            EventServicer(self.events, self._tokens), server
+            EventServicer(self.events, self._tokens, self._authorizer), server
         )
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
             WebhookServicer(self.webhooks, self._tokens), server

@@ -149,7 +149,7 @@ async def log(start_server, open_channel) -> tuple[Any, EventServicer]:
     component = server.components[0]
     assert isinstance(component, EventsComponent)
     stub = event_service_pb2_grpc.EventServiceStub(open_channel(server.address))
-    return stub, EventServicer(component.events, component._tokens)
+    return stub, EventServicer(component.events, component._tokens, component._authorizer)
 
 
 VISIBLE = ["models/fraud", "models/fraud/versions/1", "models/fraud/versions/1/files/x"]
@@ -377,3 +377,81 @@ async def test_a_reader_of_one_model_sees_only_its_events_over_the_wire(start_se
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await call
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_an_open_subscription_follows_grant_changes(start_server) -> None:
+    auth = AuthSettings(
+        mode="token",
+        tokens=[
+            TokenEntry(sha256=hash_token(ROOT_TOKEN), principal="root"),
+            TokenEntry(sha256=hash_token(ALICE_TOKEN), principal="alice"),
+        ],
+        admins=["user:root"],
+    )
+    server = await start_server(
+        [SPEC, METADATA_SPEC], settings=make_settings(auth=auth, relay_enabled=False)
+    )
+    async with (
+        aio.insecure_channel(server.address, interceptors=[_Bearer(ROOT_TOKEN)]) as root,
+        aio.insecure_channel(server.address) as alice,
+    ):
+        root_events = event_service_pb2_grpc.EventServiceStub(root)
+        access = acs_grpc.AccessServiceStub(root)
+        for model in ("fraud", "churn"):
+            await rms_grpc.RegisteredModelServiceStub(root).CreateRegisteredModel(
+                rms.CreateRegisteredModelRequest(
+                    registered_model_id=model, registered_model=rm.RegisteredModel()
+                )
+            )
+
+        async def set_viewer(model: str, members: list[str]) -> None:
+            policy = await access.GetIamPolicy(acs.GetIamPolicyRequest(resource=f"models/{model}"))
+            await access.SetIamPolicy(
+                acs.SetIamPolicyRequest(
+                    resource=f"models/{model}",
+                    policy=ac.IamPolicy(
+                        bindings=[ac.Binding(role=ac.ROLE_VIEWER, members=members)]
+                        if members
+                        else [],
+                        etag=policy.policy.etag,
+                    ),
+                )
+            )
+
+        await set_viewer("fraud", ["user:alice"])
+        await set_viewer("churn", ["user:alice"])
+        stream = event_service_pb2_grpc.EventServiceStub(alice).Subscribe(
+            event_service_pb2.SubscribeRequest(from_now=True, filter='actor = "bob"'),
+            metadata=(("authorization", f"Bearer {ALICE_TOKEN}"),),
+        )
+        await stream.initial_metadata()
+
+        async def next_subject() -> str:
+            async with asyncio.timeout(10):
+                message = await stream.read()
+            assert isinstance(message, event_service_pb2.SubscribeResponse)
+            return message.event.subject
+
+        async def publish(subject: str) -> None:
+            await root_events.PublishEvents(
+                event_service_pb2.PublishEventsRequest(source="test", events=[ev(subject)])
+            )
+
+        await publish("models/fraud/versions/1")
+        await publish("models/churn/versions/1")
+        assert [await next_subject(), await next_subject()] == [
+            "models/fraud/versions/1",
+            "models/churn/versions/1",
+        ]
+        # Revoked on churn: the open stream stops showing churn, goes on with fraud.
+        await set_viewer("churn", ["user:someone-else"])
+        await publish("models/churn/versions/2")
+        await publish("models/fraud/versions/2")
+        assert await next_subject() == "models/fraud/versions/2"
+        # Revoked on fraud too: nothing left to read, and the stream says so.
+        await set_viewer("fraud", [])
+        await publish("models/fraud/versions/3")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await next_subject()
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "no longer read" in (err.value.details() or "")

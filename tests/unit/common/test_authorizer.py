@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+import pytest
+
 from modelreg_common.access import Access, Role
-from modelreg_common.authorizer import Authorizer
+from modelreg_common.authorizer import Authorizer, FollowedAccess
 from modelreg_common.context import Principal
+from modelreg_common.errors import PermissionDenied
 from modelreg_common.settings import AuthSettings
 
 
@@ -51,3 +54,41 @@ async def test_stored_grants_meet_the_default_role_and_are_cached_until_invalida
     auth.invalidate()
     await auth.access_for(alice)
     assert len(grants.asked) == 2
+
+
+class Revocable:
+    """Grants on a set of models that the test changes."""
+
+    def __init__(self, *models: str) -> None:
+        self.models = set(models)
+        self.asked = 0
+
+    async def resolve(self, subject: str, groups: tuple[str, ...]) -> Access:
+        self.asked += 1
+        return Access(model_roles=MappingProxyType(dict.fromkeys(self.models, Role.VIEWER)))
+
+
+async def test_followed_access_follows_invalidations_and_the_cache_lifetime() -> None:
+    now = [0.0]
+    grants = Revocable("fraud", "churn")
+    auth = Authorizer(
+        AuthSettings(mode="token", access_cache_seconds=30), grants, clock=lambda: now[0]
+    )
+    alice = Principal(subject="alice")
+    followed = FollowedAccess(auth, alice, await auth.access_for(alice), "events.subscribe")
+    assert await followed.readable_models() == frozenset({"fraud", "churn"})
+    assert grants.asked == 1  # nothing changed: no lookup per page
+    grants.models = {"fraud"}
+    auth.invalidate()
+    assert await followed.readable_models() == frozenset({"fraud"})
+    assert grants.asked == 2
+    # A change whose news never arrived is picked up once the cache lifetime has passed.
+    grants.models = {"fraud", "churn"}
+    now[0] += 29
+    assert await followed.readable_models() == frozenset({"fraud"})
+    now[0] += 2
+    assert await followed.readable_models() == frozenset({"fraud", "churn"})
+    grants.models = set()
+    auth.invalidate()
+    with pytest.raises(PermissionDenied, match="no longer read"):
+        await followed.readable_models()

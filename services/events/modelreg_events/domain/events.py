@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from modelreg_common.errors import InvalidArgument, LimitExceeded, NotFound
 from modelreg_events.domain.event_types import is_well_formed
@@ -42,6 +42,10 @@ def check_new_events(events: Sequence[NewEvent]) -> None:
             )
         if len(e.peer) > MAX_PEER:
             raise InvalidArgument(f"events[{i}].peer", f"at most {MAX_PEER} characters")
+
+
+# The models a subscriber may read now (None: every model); raises when it may read none.
+ReadableModels = Callable[[], Awaitable[frozenset[str] | None]]
 
 
 class EventsService:
@@ -109,12 +113,13 @@ class EventsService:
         *,
         after: int,
         from_now: bool,
-        readable: frozenset[str] | None = None,
+        readable: ReadableModels | None = None,
     ) -> AsyncIterator[EventRecord]:
         """Matching events with sequence > `after` (or from the end of the log), forever.
 
-        `readable` (the caller's readable models, fixed for the life of the stream; None for
-        all) narrows both the catch-up and the live tail in the query itself.
+        `readable` gives the caller's readable models (None: all; no function: all) before
+        every page, so grants changed while the stream is open apply to what it sends next;
+        it narrows both the catch-up and the live tail in the query itself.
 
         Reads pages from the database and yields one event at a time, so memory stays at one
         page however far behind the subscriber is; the transport's flow control makes a slow
@@ -126,7 +131,8 @@ class EventsService:
             # short page comes back the cursor may skip to it: filtered-out ranges are not
             # scanned again.
             announced = self._wakeups.latest
-            page = await self._log.page(flt, after=cursor, limit=self._page_size, readable=readable)
+            models = None if readable is None else await readable()
+            page = await self._log.page(flt, after=cursor, limit=self._page_size, readable=models)
             for event in page:
                 yield event
                 cursor = event.sequence

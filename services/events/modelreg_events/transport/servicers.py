@@ -15,12 +15,13 @@ from modelreg.events.v1 import (
     webhook_service_pb2,
     webhook_service_pb2_grpc,
 )
-from modelreg_common.access import readable_models
-from modelreg_common.context import current_principal
+from modelreg_common.access import current_access, readable_models
+from modelreg_common.authorizer import Authorizer, FollowedAccess
+from modelreg_common.context import current_call, current_principal
 from modelreg_common.errors import InvalidArgument
 from modelreg_common.idempotency import request_hash
 from modelreg_common.page_tokens import PageTokens, fingerprint, page_size
-from modelreg_events.domain.events import EventsService, parse_event_name
+from modelreg_events.domain.events import EventsService, ReadableModels, parse_event_name
 from modelreg_events.domain.filters import parse_filter
 from modelreg_events.domain.models import (
     DeliveryState,
@@ -64,9 +65,18 @@ async def publish_events(
 
 
 class EventServicer(event_service_pb2_grpc.EventServiceServicer):
-    def __init__(self, service: EventsService, tokens: PageTokens) -> None:
+    def __init__(self, service: EventsService, tokens: PageTokens, authorizer: Authorizer) -> None:
         self._service = service
         self._tokens = tokens
+        self._authorizer = authorizer
+
+    def _followed_readable(self) -> ReadableModels | None:
+        call = current_call()
+        access = current_access()
+        if call is None or access.internal:
+            return None  # the registry's own services, and work outside a call, read all
+        followed = FollowedAccess(self._authorizer, call.principal, access, "events.subscribe")
+        return followed.readable_models
 
     async def PublishEvents(
         self, request: event_service_pb2.PublishEventsRequest, context: Context
@@ -108,8 +118,9 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         flt = parse_filter(request.filter)
         if request.after_sequence < 0:
             raise InvalidArgument("after_sequence", "must not be negative")
-        # Read once, while the call's access is bound: the stream keeps what it was opened with.
-        readable = readable_models()
+        # Taken while the call's identity is bound; re-resolved whenever grants change, so a
+        # stream opened before a revocation does not go on showing the model.
+        readable = self._followed_readable()
         start = await self._service.start_after(request.after_sequence, from_now=request.from_now)
         # Headers go out once the starting point is fixed: a client that awaits them knows the
         # subscription is in effect (anything appended from now on reaches it).
