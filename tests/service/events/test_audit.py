@@ -300,7 +300,9 @@ class _Bearer(aio.UnaryUnaryClientInterceptor):
         return await continuation(self._details(details), request)
 
 
-async def test_a_reader_of_one_model_sees_only_its_events_over_the_wire(start_server) -> None:
+async def token_server(start_server: Any) -> Any:
+    """Events and metadata in token mode: root is an admin by configuration, alice has no
+    role until granted one."""
     auth = AuthSettings(
         mode="token",
         tokens=[
@@ -309,9 +311,13 @@ async def test_a_reader_of_one_model_sees_only_its_events_over_the_wire(start_se
         ],
         admins=["user:root"],
     )
-    server = await start_server(
+    return await start_server(
         [SPEC, METADATA_SPEC], settings=make_settings(auth=auth, relay_enabled=False)
     )
+
+
+async def test_a_reader_of_one_model_sees_only_its_events_over_the_wire(start_server) -> None:
+    server = await token_server(start_server)
     async with (
         aio.insecure_channel(server.address, interceptors=[_Bearer(ROOT_TOKEN)]) as root,
         aio.insecure_channel(server.address, interceptors=[_Bearer(ALICE_TOKEN)]) as alice,
@@ -380,17 +386,7 @@ async def test_a_reader_of_one_model_sees_only_its_events_over_the_wire(start_se
 
 
 async def test_an_open_subscription_follows_grant_changes(start_server) -> None:
-    auth = AuthSettings(
-        mode="token",
-        tokens=[
-            TokenEntry(sha256=hash_token(ROOT_TOKEN), principal="root"),
-            TokenEntry(sha256=hash_token(ALICE_TOKEN), principal="alice"),
-        ],
-        admins=["user:root"],
-    )
-    server = await start_server(
-        [SPEC, METADATA_SPEC], settings=make_settings(auth=auth, relay_enabled=False)
-    )
+    server = await token_server(start_server)
     async with (
         aio.insecure_channel(server.address, interceptors=[_Bearer(ROOT_TOKEN)]) as root,
         aio.insecure_channel(server.address) as alice,
