@@ -340,6 +340,9 @@ async def test_the_user_journey(served: str, receiver: Receiver, tmp_path: Path)
         assert [h.get("to_version") for h in history][:3] == [v1.name, v2.name, v1.name][::-1]
         assert report["deployments"][0]["lineage"]["nodes"]
         assert report["production_metrics"]["degradations"][0]["metric"] == "accuracy"
+        # Recorded uses reach the report (flushed every few seconds: present, maybe empty).
+        assert isinstance(report["usage"], list)
+        assert not any("usage" in gap for gap in report["not_recorded"])
         markdown_code = await asyncio.to_thread(
             cli_main,
             ["audit", "report", model, "-o", str(tmp_path / "audit.md"), "--target", served,

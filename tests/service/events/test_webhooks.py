@@ -126,6 +126,38 @@ async def test_delivery_is_signed_and_verifies(start_server, receiver: Receiver)
     assert len(receiver.received) == 1  # the filtered-out events were not sent
 
 
+async def test_whole_numbers_reach_the_receiver_as_json_integers(
+    start_server, receiver: Receiver
+) -> None:
+    # Event data travels as a protobuf Struct (every number a double); a receiver decoding
+    # `version` into an integer (Go's encoding/json refuses 3.0) must get 3.
+    api = await api_for(start_server)
+    await api.create(receiver.url)
+    e = event_pb2.Event(
+        id=str(uuid.uuid4()), type="model_version.created", subject="models/m/versions/3"
+    )
+    e.data.update(
+        {"version": 3, "accuracy": 0.5, "negative": -2, "nested": {"n": 7}, "list": [1, 2.5]}
+    )
+    await api.events.PublishEvents(
+        event_service_pb2.PublishEventsRequest(source="metadata", events=[e])
+    )
+    await receiver.wait_for(lambda got: len(got) >= 1)
+    body = receiver.received[0].body
+    assert b'"version":3}' in body
+    data = receiver.received[0].json["data"]
+    assert data == {
+        "version": 3,
+        "accuracy": 0.5,
+        "negative": -2,
+        "nested": {"n": 7},
+        "list": [1, 2.5],
+    }
+    assert [type(data[k]) for k in ("version", "accuracy", "negative")] == [int, float, int]
+    assert type(data["nested"]["n"]) is int
+    assert [type(v) for v in data["list"]] == [int, float]
+
+
 async def test_receiver_failing_three_times_then_succeeding_gets_the_event(
     start_server, receiver: Receiver
 ) -> None:

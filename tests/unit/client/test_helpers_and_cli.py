@@ -163,17 +163,24 @@ def test_markdown_report_renders_every_section() -> None:
         "deployments": [],
         "production_metrics": {"recorded": [], "degradations": []},
         "events": [{"sequence": 1, "type": "x.y", "actor": "alice"}],
-        "not_recorded": ["usage"],
+        "usage": [{"model_version": "models/m/versions/1", "principal": "deployer",
+                   "kind": "USAGE_KIND_DOWNLOAD", "hour_start_time": "2026-11-30T09:00:00Z",
+                   "count": "3"}],
+        "not_recorded": ["production metric values"],
     }  # fmt: skip
     text = render_markdown(report)
     for heading in ("# Audit report: models/m", "## Policies", "## Versions",
                     "## Transition requests and approvals", "## Alias history",
                     "## Stage history", "## Deployments", "## Production metrics",
-                    "## Event trail", "## Not recorded"):  # fmt: skip
+                    "## Usage", "## Event trail", "## Not recorded"):  # fmt: skip
         assert heading in text
     assert "bob at None: ok|fine" in text
     assert "checks applied: version.ready" in text
     assert "- state: READY" in text
+    assert "| 2026-11-30T09:00:00Z | models/m/versions/1 | deployer | DOWNLOAD | 3 |" in text
+    # Usage that could not be read is said, not left out.
+    unreadable = render_markdown({**report, "usage": {"error": "PERMISSION_DENIED: no"}})
+    assert "Could not be read: PERMISSION_DENIED: no" in unreadable
 
 
 class _Reply:

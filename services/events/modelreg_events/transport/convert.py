@@ -69,13 +69,32 @@ def event_to_proto(e: EventRecord) -> event_pb2.Event:
     )
 
 
+# Integers above this are not exact as doubles, so they stay as they came.
+_EXACT_INTEGERS = 2**53
+
+
+def _whole_numbers_as_ints(value: Any) -> Any:
+    """A Struct holds every number as a double, so a version number 3 arrives as 3.0. JSON has
+    one number type, but its readers do not agree (Go's encoding/json refuses 3.0 for an int
+    field): whole numbers are written back as integers, as the producer wrote them."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_INTEGERS:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers_as_ints(v) for v in value]
+    return value
+
+
 def event_from_proto(p: event_pb2.Event, source: str, index: int) -> NewEvent:
     field = f"events[{index}]"
     try:
         event_id = uuid.UUID(p.id)
     except ValueError:
         raise InvalidArgument(f"{field}.id", f"{p.id!r} is not a UUID") from None
-    data: dict[str, Any] = json_format.MessageToDict(p.data) if p.HasField("data") else {}
+    data: dict[str, Any] = (
+        _whole_numbers_as_ints(json_format.MessageToDict(p.data)) if p.HasField("data") else {}
+    )
     return NewEvent(
         id=event_id,
         source=p.source or source,

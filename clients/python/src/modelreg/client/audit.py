@@ -1,7 +1,7 @@
 """`modelreg audit report <model>`: one document about a model for reviewers and regulators,
 assembled only from public RPCs: versions with their runs and lineage, every transition
 request with its approvals and the policy checks that applied, alias and stage history,
-deployments (with lineage back to the data), production metrics and the event trail."""
+deployments (with lineage back to the data), production metrics, usage and the event trail."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ Report = dict[str, Any]
 
 # What the registry does not record (yet), said in the report instead of left out silently.
 GAPS = [
-    "usage (who resolved or downloaded which version) is not recorded by the registry",
     "production metric values are taken from production_metrics.recorded events; "
     "there is no ListProductionMetrics RPC",
 ]
@@ -133,6 +132,14 @@ def build_report(r: Any, model: str) -> Report:
             {"deployment": _dict(deployment), "lineage": _lineage(r, deployment.lineage_node)}
         )
     events = _events(r, model)
+    try:
+        usage: list[dict[str, Any]] | dict[str, str] = [
+            _dict(u)
+            for u in _all(r.events.list_usage, "usage_records", parent=model, page_size=1000)
+        ]
+    except RegistryError as err:
+        # Said in the report rather than failing it: the rest stands on its own.
+        usage = {"error": str(err)}
     return {
         "model": _dict(registered),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -167,6 +174,8 @@ def build_report(r: Any, model: str) -> Report:
             {k: e.get(k) for k in ("sequence", "time", "type", "subject", "actor", "request_id")}
             for e in events
         ],
+        # Downloads and alias resolutions per principal, version and hour (usage records).
+        "usage": usage,
         "not_recorded": GAPS,
     }
 
@@ -317,6 +326,16 @@ def render_markdown(report: Report) -> str:
         report["production_metrics"]["degradations"],
         ["version", "environment", "metric", "threshold", "value", "start_time", "end_time"],
     )
+
+    lines += ["## Usage", ""]
+    usage = report.get("usage", [])
+    if isinstance(usage, dict):
+        lines += [f"Could not be read: {usage.get('error', '')}", ""]
+    else:
+        lines += _table(
+            [{**u, "kind": _strip(u.get("kind"), "USAGE_KIND_")} for u in usage],
+            ["hour_start_time", "model_version", "principal", "kind", "count"],
+        )
 
     lines += ["## Event trail", ""]
     lines += _table(
