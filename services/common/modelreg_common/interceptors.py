@@ -18,6 +18,7 @@ from modelreg_common.access import Access
 from modelreg_common.auth import Authenticator
 from modelreg_common.authorizer import Authorizer, check
 from modelreg_common.errors import DomainError, PermissionDenied
+from modelreg_common.forwarding import FORWARDED_FOR, FORWARDER, forwarded_peer
 from modelreg_common.logs import get_logger
 from modelreg_common.metrics import RpcMetrics
 from modelreg_common.permissions import RULES, Rule
@@ -85,7 +86,12 @@ class _Call:
                 method=self.method,
                 request_id=self.request_id,
                 principal=self.principal,
-                peer=self.context.peer() or "",
+                peer=forwarded_peer(
+                    _metadata_value(self.context, FORWARDED_FOR),
+                    _metadata_value(self.context, FORWARDER),
+                )
+                or self.context.peer()
+                or "",
                 access=access,
             )
         )

@@ -30,6 +30,7 @@ from modelreg.client._methods import GROUPS, methods_of
 from modelreg_common.addresses import is_loopback, split_host_port
 from modelreg_common.auth import Authenticator
 from modelreg_common.errors import Unauthenticated
+from modelreg_common.forwarding import forwarding_metadata
 from modelreg_common.logs import get_logger
 from modelreg_common.settings import Settings
 
@@ -463,7 +464,13 @@ def _same_origin(origin: str, host: str) -> bool:
 
 
 def _forwarded_metadata(request: web.Request) -> list[tuple[str, str]]:
-    return [(key, request.headers[key]) for key in _FORWARDED if key in request.headers]
+    """The browser's token and request id, and its address for the audit trail (the call's
+    own peer is this gateway)."""
+    metadata = [(key, request.headers[key]) for key in _FORWARDED if key in request.headers]
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    if peername:
+        metadata += forwarding_metadata(str(peername[0]), int(peername[1]))
+    return metadata
 
 
 def _download_headers(file: Any, path: str) -> dict[str, str]:

@@ -396,3 +396,44 @@ async def test_the_pages_in_a_browser(served: Served) -> None:
         assert [(a.reviewer, a.comment) for a in request.approvals] == [
             ("bob", "Checked the November metrics")
         ]
+
+
+async def test_changes_made_through_the_gateway_record_the_browsers_address(
+    served: Served,
+) -> None:
+    # The browser's socket is bound to a known port, so its address is known exactly.
+    port = free_port()
+    name = f"peer-{uuid.uuid4().hex[:8]}"
+    create = registered_model_service_pb2.CreateRegisteredModelRequest(registered_model_id=name)
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.1", port))
+    async with aiohttp.ClientSession(connector=connector) as browser:
+        _, trailers = await grpc_web(
+            browser,
+            served.url + "/modelreg.metadata.v1.RegisteredModelService/CreateRegisteredModel",
+            encode_data_frame(create.SerializeToString()),
+        )
+    assert trailers["grpc-status"] == "0"
+    forged = f"forged-{uuid.uuid4().hex[:8]}"
+    async with AsyncRegistry(served.target, token=BOB) as bob:
+        # A gRPC caller that names another address itself is not believed.
+        await bob.metadata.create_registered_model(
+            registered_model_id=forged,
+            metadata=(
+                ("x-modelreg-forwarded-for", "ipv4:203.0.113.9:1234"),
+                ("x-modelreg-forwarder", "guess"),
+            ),
+        )
+
+        async def peer_of(model: str) -> str:
+            flt = f'type = "registered_model.created" AND subject = "models/{model}"'
+            async with asyncio.timeout(20):
+                while True:
+                    page = await bob.events.list_events(filter=flt)
+                    if page.events:
+                        return str(page.events[0].peer)
+                    await asyncio.sleep(0.05)
+
+        assert await peer_of(name) == f"ipv4:127.0.0.1:{port}"
+        forged_peer = await peer_of(forged)
+        assert forged_peer.startswith("ipv4:127.0.0.1:")
+        assert "203.0.113.9" not in forged_peer
