@@ -34,6 +34,12 @@ async def _init_connection(conn: asyncpg.Connection[Any], warm: Sequence[str] = 
         except asyncpg.PostgresError as exc:
             # Only a warm-up: the statement fails (and is reported) when really run.
             log.warning("pool.warm_up_failed", error=str(exc)[:300])
+    if warm:
+        # asyncpg prepares with Parse/Describe/Flush, no Sync: the server's implicit
+        # transaction (and its snapshot) stays open until the next Sync, and a first
+        # `BEGIN ISOLATION LEVEL ...` on the connection would then fail. A simple query
+        # ends that transaction here.
+        await conn.execute("SELECT 1")
 
 
 async def _reset_connection(conn: asyncpg.Connection[Any]) -> None:

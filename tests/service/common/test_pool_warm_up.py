@@ -59,3 +59,20 @@ async def test_a_pool_without_hot_statements_is_unchanged(empty_dsn: str, min_si
         assert await pool.fetchval("SELECT 1") == 1
         await pool.close()
     assert [e for e in logs if e["event"] == "pool.warm_up_failed"] == []
+
+
+async def test_a_warmed_connection_starts_a_repeatable_read_transaction(empty_dsn: str) -> None:
+    # asyncpg prepares with Parse/Describe/Flush and no Sync: the server's implicit
+    # transaction (with its snapshot) stayed open, and a first BEGIN ISOLATION LEVEL on the
+    # connection failed ("must be called before any query").
+    await migrate_dsn(empty_dsn, "demo", [])
+    pool = await create_pool(
+        empty_dsn, "demo", min_size=1, max_size=1, warm_statements=RELAY_STATEMENTS
+    )
+    try:
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+        async with pool.acquire() as conn, conn.transaction(isolation="serializable"):
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()

@@ -218,5 +218,4 @@ class WebhooksService:
 
     async def redeliver(self, webhook_id: str, event_id: uuid.UUID) -> Delivery:
         await self._managed(webhook_id)
-        delivery_id = await self._repo.redeliver(webhook_id, event_id)
-        return await self._repo.get_delivery(delivery_id)
+        return await self._repo.redeliver(webhook_id, event_id)

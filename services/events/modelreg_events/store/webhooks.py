@@ -104,6 +104,24 @@ WHERE id = $1 AND attempt_count = $7
 WARM_STATEMENTS = (_CLAIM_DELIVERIES, _RECORD_ATTEMPT)
 
 
+async def _read_delivery(conn: Any, delivery_id: uuid.UUID) -> Delivery:
+    row = await conn.fetchrow(
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d"
+        " JOIN events e ON e.sequence = d.event_sequence WHERE d.id = $1",
+        delivery_id,
+    )
+    assert row is not None
+    attempts = tuple(
+        _attempt(a)
+        for a in await conn.fetch(
+            "SELECT attempt, started_at, status_code, latency_ms, error"
+            " FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
+            delivery_id,
+        )
+    )
+    return _delivery(row, attempts)
+
+
 def _webhook(row: asyncpg.Record) -> Webhook:
     return Webhook(
         id=row["id"],
@@ -525,25 +543,9 @@ class WebhookStore:
             attempts[a["delivery_id"]].append(_attempt(a))
         return [_delivery(r, tuple(attempts[r["id"]])) for r in rows]
 
-    async def get_delivery(self, delivery_id: uuid.UUID) -> Delivery:
-        row = await self._pool.fetchrow(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d"
-            " JOIN events e ON e.sequence = d.event_sequence WHERE d.id = $1",
-            delivery_id,
-        )
-        assert row is not None
-        attempts = tuple(
-            _attempt(a)
-            for a in await self._pool.fetch(
-                "SELECT attempt, started_at, status_code, latency_ms, error"
-                " FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
-                delivery_id,
-            )
-        )
-        return _delivery(row, attempts)
-
-    async def redeliver(self, webhook_id: str, event_id: uuid.UUID) -> uuid.UUID:
-        """Make the (webhook, event) delivery PENDING and due now, creating it if needed."""
+    async def redeliver(self, webhook_id: str, event_id: uuid.UUID) -> Delivery:
+        """Make the (webhook, event) delivery PENDING and due now, creating it if needed; the
+        delivery as this call left it (a worker may take it the moment this commits)."""
         async with self._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval("SELECT 1 FROM webhooks WHERE id = $1", webhook_id) is None:
                 raise NotFound(f"webhooks/{webhook_id}", kind="webhook")
@@ -562,7 +564,7 @@ class WebhookStore:
                 sequence,
             )
             await conn.execute("SELECT pg_notify($1, '0')", NOTIFY_CHANNEL)
-        return delivery_id
+            return await _read_delivery(conn, delivery_id)
 
     async def claim(self, limit: int, lease_seconds: float) -> list[DeliveryJob]:
         """Claim due deliveries for `lease_seconds`. No transaction stays open during the
