@@ -6,6 +6,7 @@ contextvars, so domain code may read it without importing grpc.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -57,4 +58,7 @@ def bind_call(call: CallInfo) -> contextvars.Token[CallInfo | None]:
 
 
 def unbind_call(token: contextvars.Token[CallInfo | None]) -> None:
-    _current.reset(token)
+    # A stream's generator left unfinished is closed by the event loop's finalizer, in a
+    # context of its own: the call's context went with its task, nothing is left to reset.
+    with contextlib.suppress(ValueError):
+        _current.reset(token)
