@@ -358,7 +358,6 @@ async def main() -> None:
         MODELREG_HOME=str(home),
         MODELREG_LOG_LEVEL="warning",
         MODELREG_POOL_MAX_SIZE="20",
-        MODELREG_POOL_MIN_SIZE=os.environ.get("W5_POOL_MIN_SIZE", "1"),
         MODELREG_EVENTS_ALLOW_PRIVATE_TARGETS="true",
     )
     env.update(item.split("=", 1) for item in args.server_env)

@@ -32,7 +32,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -
 
 
 def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 1.0}
+    # One pooled connection at start: test servers start by the hundred and carry no load.
+    values: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "shutdown_grace_seconds": 1.0,
+        "pool_min_size": 1,
+    }
     values.update(overrides)
     return Settings(**values)
 

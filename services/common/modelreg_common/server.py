@@ -305,7 +305,7 @@ class RegistryServer:
             pool = await create_pool(
                 self.dsn,
                 spec.schema,
-                min_size=self.settings.pool_min_size,
+                min_size=min(self.settings.pool_min_size, self.settings.pool_max_size),
                 max_size=self.settings.pool_max_size,
                 warm_statements=[
                     *spec.warm_statements,

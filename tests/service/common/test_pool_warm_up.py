@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -9,6 +11,7 @@ from modelreg_common.database import create_pool
 from modelreg_common.migrations import migrate_dsn
 from modelreg_common.relay import RELAY_STATEMENTS
 from modelreg_common.server import ServiceSpec, migrate_services
+from testkit import make_settings, probe_spec
 
 
 async def test_every_declared_hot_statement_parses_against_its_schema(
@@ -76,3 +79,13 @@ async def test_a_warmed_connection_starts_a_repeatable_read_transaction(empty_ds
             assert await conn.fetchval("SELECT 1") == 1
     finally:
         await pool.close()
+
+
+async def test_a_pool_minimum_above_its_maximum_opens_the_maximum(start_server: Any) -> None:
+    # The default minimum (4) with a smaller configured maximum must not stop start-up.
+    server = await start_server(
+        [probe_spec()], settings=make_settings(pool_min_size=4, pool_max_size=2)
+    )
+    pool = server._pools[0]
+    assert pool.get_min_size() == 2
+    assert pool.get_size() == 2
