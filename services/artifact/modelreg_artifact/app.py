@@ -4,7 +4,6 @@ and the garbage collector."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from modelreg_common.logs import get_logger
 from modelreg_common.memory import tune_malloc
 from modelreg_common.server import ServiceRuntime, ServiceSpec
 from modelreg_common.usage import UsageSink
+from modelreg_common.waits import cancel_and_wait
 
 log = get_logger("modelreg.artifact")
 
@@ -112,11 +112,8 @@ class ArtifactComponent:
             self._gc_task = asyncio.create_task(self._gc_loop(), name="artifact-gc")
 
     async def stop(self) -> None:
-        if self._gc_task is not None:
-            self._gc_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gc_task
-            self._gc_task = None
+        await cancel_and_wait(self._gc_task)
+        self._gc_task = None
         await self.artifacts.blobs.stop()
 
     async def collect_garbage(self) -> GcReport:

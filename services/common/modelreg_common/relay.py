@@ -36,6 +36,7 @@ from modelreg.events.v1 import event_pb2, event_service_pb2, event_service_pb2_g
 from modelreg_common.errors import DomainError
 from modelreg_common.logs import get_logger
 from modelreg_common.outbox import NOTIFY_CHANNEL
+from modelreg_common.waits import cancel_and_wait
 
 if TYPE_CHECKING:
     from modelreg_common.server import ServiceRuntime
@@ -91,11 +92,8 @@ class Listener:
         self._task = asyncio.create_task(self._run(), name=f"listen:{self._name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
         self._on_payload(str(payload))
@@ -242,11 +240,8 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name=f"relay:{self._schema}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._listener.stop()
 
     async def run_once(self) -> int:

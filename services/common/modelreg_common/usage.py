@@ -13,7 +13,6 @@ the counts to the events service's RecordUsage every few seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from modelreg_common.context import current_principal
 from modelreg_common.errors import InvalidArgument
 from modelreg_common.logs import get_logger
 from modelreg_common.names import parse_model_version
+from modelreg_common.waits import cancel_and_wait
 
 if TYPE_CHECKING:
     from modelreg_common.server import Peers
@@ -210,11 +210,8 @@ class UsageRecorder:
 
     async def stop(self) -> None:
         """Stop the loop and flush once more; counts that cannot be sent now are logged."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:
             await self.flush()
         except grpc.RpcError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +17,7 @@ from modelreg.events.v1 import (
 from modelreg_common.logs import get_logger
 from modelreg_common.relay import serve_events_locally
 from modelreg_common.server import ServiceRuntime, ServiceSpec
+from modelreg_common.waits import cancel_and_wait
 from modelreg_events.delivery import DeliveryWorkers
 from modelreg_events.domain.events import EventsService
 from modelreg_events.domain.secret_box import KeyRing
@@ -117,11 +117,8 @@ class EventsComponent:
 
     async def stop(self) -> None:
         serve_events_locally(self._peers, None)
-        if self._cleanup is not None:
-            self._cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup
-            self._cleanup = None
+        await cancel_and_wait(self._cleanup)
+        self._cleanup = None
         await self.workers.stop()
         await self.notifier.stop()
         await self.sender.close()

@@ -5,11 +5,11 @@ the last attempt. Any number of replicas may run them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime
 
 from modelreg_common.logs import get_logger
+from modelreg_common.waits import cancel_and_wait
 from modelreg_events.domain.envelope import body_and_headers
 from modelreg_events.domain.models import DeliveryJob, SendResult
 from modelreg_events.domain.ports import Sender, WebhookRepository
@@ -39,11 +39,8 @@ class DeliveryWorkers:
         self._task = asyncio.create_task(self._run(), name="webhook-deliveries")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for task in list(self._inflight):
             task.cancel()
         if self._inflight:
