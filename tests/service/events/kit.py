@@ -17,7 +17,8 @@ from modelreg_common.access import Role
 from modelreg_common.database import transaction
 from modelreg_common.outbox import OutboxEvent, add_events
 from modelreg_common.permissions import Rule
-from modelreg_common.server import ServiceRuntime, ServiceSpec
+from modelreg_common.relay import OutboxRelay
+from modelreg_common.server import RegistryServer, ServiceRuntime, ServiceSpec
 
 PRODUCER_SERVICE = "modelreg.testing.v1.ProducerService"
 
@@ -76,6 +77,23 @@ PRODUCER_SPEC = ServiceSpec(
     create=_create,
     rules={f"/{PRODUCER_SERVICE}/Emit": Rule("producer.emit", Role.EDITOR)},
 )
+
+
+def producer_relay(
+    server: RegistryServer, channel: grpc.aio.Channel, *, timeout: float = 5, **options: Any
+) -> OutboxRelay:
+    """The relay of `server`'s producer service, driven by the test (its server runs none),
+    shipping over `channel`; `options` as OutboxRelay takes them."""
+    pool = server._pools[[spec.name for spec in server.specs].index("producer")]
+    return OutboxRelay(
+        pool=pool,
+        dsn=server.dsn,
+        schema="producer",
+        source="producer",
+        channel=lambda: channel,
+        timeout=timeout,
+        **options,
+    )
 
 
 async def emit(channel: grpc.aio.Channel, subject: str, count: int = 1, **extra: Any) -> list[str]:

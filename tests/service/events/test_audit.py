@@ -36,13 +36,12 @@ from modelreg_common.access import Access, Role
 from modelreg_common.auth import hash_token
 from modelreg_common.context import CallInfo, Principal, bind_call, unbind_call
 from modelreg_common.errors import NotFound, PermissionDenied
-from modelreg_common.relay import OutboxRelay
 from modelreg_common.settings import AuthSettings, TokenEntry
 from modelreg_events.app import EventsComponent, spec_with
 from modelreg_events.settings import EventsSettings
 from modelreg_events.transport.servicers import EventServicer, WebhookServicer
 from modelreg_metadata.app import SPEC as METADATA_SPEC
-from service.events.kit import PRODUCER_SPEC, Receiver, emit
+from service.events.kit import PRODUCER_SPEC, Receiver, emit, producer_relay
 from testkit import make_settings
 
 SPEC = spec_with(EventsSettings(allow_private_targets=True, poll_interval_seconds=0.2))
@@ -59,14 +58,7 @@ async def test_events_carry_the_peer_and_actor_of_the_change(start_server, open_
     stub = event_service_pb2_grpc.EventServiceStub(channel)
     ids = await emit(channel, "models/fraud", 2)
     # The producer's relay, run by hand so the test need not wait for its loop.
-    relay = OutboxRelay(
-        pool=server._pools[1],
-        dsn=server.dsn,
-        schema="producer",
-        source="producer",
-        channel=lambda: channel,
-        timeout=5,
-    )
+    relay = producer_relay(server, channel)
     assert await relay.drain() == 2
     listed = await stub.ListEvents(
         event_service_pb2.ListEventsRequest(filter='source = "producer"')

@@ -13,10 +13,9 @@ import pytest
 from grpc import aio
 
 from modelreg.events.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
-from modelreg_common.relay import OutboxRelay
 from modelreg_events.app import spec_with
 from modelreg_events.settings import EventsSettings
-from service.events.kit import PRODUCER_SPEC, emit
+from service.events.kit import PRODUCER_SPEC, emit, producer_relay
 from testkit import error_details, eventually, make_settings
 
 SPEC = spec_with(EventsSettings(allow_private_targets=True, poll_interval_seconds=0.5))
@@ -237,29 +236,14 @@ async def test_relay_ships_outbox_rows_in_order_and_catches_up(start_server, ope
     ids = await emit(pchannel, "models/r", 3, same_subject=True)
     ids += await emit(pchannel, "models/s", 2)
     # Events service unreachable: the relay fails and rolls back, nothing is marked sent.
-    dead = open_channel("127.0.0.1:1")
-    relay = OutboxRelay(
-        pool=producer._pools[0],
-        dsn=producer.dsn,
-        schema="producer",
-        source="producer",
-        channel=lambda: dead,
-        timeout=0.5,
-    )
+    relay = producer_relay(producer, open_channel("127.0.0.1:1"), timeout=0.5)
     with pytest.raises(grpc.RpcError):
         await relay.run_once()
     assert (
         await producer._pools[0].fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 5
     )
     live = open_channel(events_server.address)
-    relay = OutboxRelay(
-        pool=producer._pools[0],
-        dsn=producer.dsn,
-        schema="producer",
-        source="producer",
-        channel=lambda: live,
-        timeout=5,
-    )
+    relay = producer_relay(producer, live)
     assert await relay.drain() == 5
     assert await relay.run_once() == 0
     stub = event_service_pb2_grpc.EventServiceStub(live)
@@ -332,15 +316,7 @@ async def test_relay_prefers_the_local_events_service_and_falls_back_to_grpc(
 
     dead = open_channel("127.0.0.1:1")
     current: list[Any] = [local]
-    relay = OutboxRelay(
-        pool=pool,
-        dsn=producer.dsn,
-        schema="producer",
-        source="producer",
-        channel=lambda: dead,
-        timeout=0.5,
-        local=lambda: current[0],
-    )
+    relay = producer_relay(producer, dead, timeout=0.5, local=lambda: current[0])
     assert await relay.run_once() == 2
     assert [e.id for e in handed[0].events] == ids
     assert handed[0].source == "producer"
@@ -397,12 +373,9 @@ async def test_running_relay_overlaps_rounds_and_keeps_each_subject_in_order(
         finally:
             in_flight -= 1
 
-    relay = OutboxRelay(
-        pool=producer._pools[0],
-        dsn=producer.dsn,
-        schema="producer",
-        source="producer",
-        channel=lambda: open_channel("127.0.0.1:1"),
+    relay = producer_relay(
+        producer,
+        open_channel("127.0.0.1:1"),
         timeout=10,
         # Far beyond the test: every round here is started by a NOTIFY or a finished round.
         poll_interval=60,
