@@ -26,6 +26,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 VERSION = 1
+# The first byte of every sealed value (see is_sealed), for queries that pick them out.
+SEALED_PREFIX = bytes((VERSION,))
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _KID = re.compile(r"^[A-Za-z0-9._-]{1,32}$")

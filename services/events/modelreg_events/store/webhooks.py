@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -30,10 +31,12 @@ from modelreg_events.domain.models import (
     WebhookPatch,
 )
 from modelreg_events.domain.secret_box import (
+    SEALED_PREFIX,
     KeyRing,
     SealedSecretInvalid,
     UnknownKeyId,
     is_sealed,
+    key_id,
 )
 from modelreg_events.store.events import _COLUMNS as _EVENT_COLUMNS
 from modelreg_events.store.events import NOTIFY_CHANNEL, readable_sql, record
@@ -461,10 +464,11 @@ class WebhookStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(
                     "SELECT request_id, response FROM idempotency_keys"
-                    " WHERE method = $1 AND substring(response FROM 1 FOR 1) <> decode('01', 'hex')"
+                    " WHERE method = $1 AND substring(response FROM 1 FOR 1) <> $3"
                     " ORDER BY request_id LIMIT $2 FOR UPDATE SKIP LOCKED",
                     _CREATE_WEBHOOK,
                     batch,
+                    SEALED_PREFIX,
                 )
                 if not rows:
                     break
@@ -487,21 +491,23 @@ class WebhookStore:
         """Every key id some stored secret or saved response is sealed under."""
         rows = await self._pool.fetch(
             """
-            WITH boxes AS (
-                SELECT secret_box AS box FROM webhooks WHERE secret_box IS NOT NULL
-                UNION ALL
-                SELECT previous_secret_box FROM webhooks WHERE previous_secret_box IS NOT NULL
-                UNION ALL
-                SELECT response FROM idempotency_keys
-                WHERE method = $1 AND substring(response FROM 1 FOR 1) = decode('01', 'hex')
-            )
-            SELECT DISTINCT convert_from(substring(box FROM 3 FOR get_byte(box, 1)), 'SQL_ASCII')
-                AS kid
-            FROM boxes WHERE length(box) > 2
+            SELECT secret_box AS box FROM webhooks WHERE secret_box IS NOT NULL
+            UNION ALL
+            SELECT previous_secret_box FROM webhooks WHERE previous_secret_box IS NOT NULL
+            UNION ALL
+            SELECT response FROM idempotency_keys WHERE method = $1
             """,
             _CREATE_WEBHOOK,
         )
-        return [r["kid"] for r in rows]
+        kids: set[str] = set()
+        for row in rows:
+            box = bytes(row["box"])
+            # Saved responses from before sealing are not sealed; a malformed value is
+            # reported when it is opened.
+            if is_sealed(box):
+                with contextlib.suppress(SealedSecretInvalid):
+                    kids.add(key_id(box))
+        return sorted(kids)
 
     # -- deliveries ----------------------------------------------------------------------
 
