@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.rpc import error_details_pb2
@@ -12,6 +13,9 @@ from grpc_status import rpc_status
 
 from modelreg_common.access import Role
 from modelreg_common.settings import Settings
+
+if TYPE_CHECKING:
+    from modelreg_common.local_s3 import LocalS3
 
 
 def grpc_services(service: str) -> frozenset[str]:
@@ -29,6 +33,27 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -
     async with asyncio.timeout(within):
         while not await check():  # noqa: ASYNC110 - the state lives in the database's tables
             await asyncio.sleep(0.02)
+
+
+def s3_client(s3: LocalS3) -> Any:
+    """An aiobotocore client of the session's SeaweedFS (`async with`)."""
+    from aiobotocore.session import get_session
+
+    return get_session().create_client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+    )
+
+
+async def make_bucket(s3: LocalS3, prefix: str = "t") -> str:
+    """A fresh bucket on the session's SeaweedFS; its name."""
+    bucket = f"{prefix}-{uuid.uuid4().hex[:20]}"
+    async with s3_client(s3) as client:
+        await client.create_bucket(Bucket=bucket)
+    return bucket
 
 
 def make_settings(**overrides: Any) -> Settings:

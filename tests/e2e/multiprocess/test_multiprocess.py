@@ -30,7 +30,7 @@ from e2e.multiprocess.scenario import (
 )
 from modelreg.client import AsyncRegistry, NotFoundError
 from modelreg_server.catalog import SERVICES
-from testkit import grpc_services
+from testkit import grpc_services, make_bucket
 
 pytestmark = pytest.mark.slow
 
@@ -46,18 +46,8 @@ async def artifact_env(request: pytest.FixtureRequest) -> dict[str, str]:
     (started only when this build has the artifact service)."""
     if "artifact" not in SERVICES:
         return {}
-    from aiobotocore.session import get_session
-
     s3 = request.getfixturevalue("s3")
-    bucket = f"mp-{uuid.uuid4().hex[:16]}"
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=s3.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-    ) as s3_client:
-        await s3_client.create_bucket(Bucket=bucket)
+    bucket = await make_bucket(s3, prefix="mp")
     return {
         "MODELREG_ARTIFACT_BACKEND": "s3",
         "MODELREG_ARTIFACT_S3__ENDPOINT_URL": s3.endpoint_url,

@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiobotocore.session import get_session
 from grpc import aio
 from pydantic import SecretStr
 
@@ -20,25 +19,9 @@ from modelreg_artifact.app import ArtifactComponent, make_spec
 from modelreg_artifact.settings import ArtifactSettings, S3Settings
 from modelreg_common.local_s3 import LocalS3
 from modelreg_common.server import RegistryServer
+from testkit import make_bucket, s3_client
 
 MIB = 1024 * 1024
-
-
-def s3_client(s3: LocalS3) -> Any:
-    return get_session().create_client(
-        "s3",
-        endpoint_url=s3.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-    )
-
-
-async def make_bucket(s3: LocalS3) -> str:
-    bucket = f"t-{uuid.uuid4().hex[:20]}"
-    async with s3_client(s3) as client:
-        await client.create_bucket(Bucket=bucket)
-    return bucket
 
 
 @dataclass

@@ -21,8 +21,9 @@ from modelreg_artifact.store.s3 import _PartBodies
 from modelreg_artifact.transport import convert
 from modelreg_common import memory
 from modelreg_common.errors import Unavailable
+from testkit import s3_client
 
-from .conftest import MIB, Harness, StartArtifacts, s3_client
+from .conftest import MIB, Harness, StartArtifacts
 
 OWNER = "models/fraud/versions/1"
 

@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiobotocore.session import get_session
 from grpc import aio
 from pydantic import SecretStr
 
@@ -22,7 +21,7 @@ from modelreg_common.local_s3 import LocalS3
 from modelreg_common.server import RegistryServer
 from modelreg_events.app import spec_with
 from modelreg_events.settings import EventsSettings
-from testkit import make_settings
+from testkit import make_bucket, make_settings
 
 EVENTS = spec_with(EventsSettings(allow_private_targets=True, poll_interval_seconds=0.5))
 VERSION = "models/fraud/versions/1"
@@ -55,15 +54,7 @@ async def download(stub: Any, owner: str, path: str) -> tuple[bytes, int]:
 async def test_downloads_and_download_urls_count_once_per_call(
     start_server, open_channel, s3: LocalS3
 ) -> None:
-    bucket = f"t-{uuid.uuid4().hex[:20]}"
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=s3.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-    ) as client:
-        await client.create_bucket(Bucket=bucket)
+    bucket = await make_bucket(s3)
     artifact = make_spec(
         ArtifactSettings(
             backend="s3",
