@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from modelreg_common.addresses import is_loopback
 from modelreg_common.client_certs import ClientCertificates
 from modelreg_common.context import SYSTEM, Principal
 from modelreg_common.errors import Unauthenticated
@@ -53,6 +54,17 @@ class InternalTokenVerifier:
         if hmac.compare_digest(hash_token(token), self._digest):
             return SYSTEM
         return None
+
+
+def refuse_exposed_local_mode(auth: AuthSettings, host: str, *, refusing: str, fix: str) -> None:
+    """Local mode trusts every caller as its principal, so it serves only on loopback:
+    RuntimeError for `host` otherwise (`refusing`: what is refused, `fix`: the setting to
+    change besides the auth mode)."""
+    if auth.mode == "local" and not is_loopback(host):
+        raise RuntimeError(
+            f"auth mode 'local' lets anyone call as {auth.local_principal!r}; "
+            f"refusing to {refusing} {host}. Set MODELREG_AUTH__MODE=token or {fix}."
+        )
 
 
 def hash_token(token: str) -> str:

@@ -22,9 +22,9 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from modelreg_common.addresses import is_loopback, split_host_port
+from modelreg_common.addresses import split_host_port
 from modelreg_common.api_keys import ApiKeyVerifier
-from modelreg_common.auth import Authenticator, InternalTokenVerifier
+from modelreg_common.auth import Authenticator, InternalTokenVerifier, refuse_exposed_local_mode
 from modelreg_common.authorizer import AccessEventsWatcher, Authorizer, MetadataAccessSource
 from modelreg_common.database import create_pool, runtime_secret
 from modelreg_common.interceptors import server_interceptors
@@ -249,12 +249,9 @@ class RegistryServer:
 
     def _check_auth_exposure(self) -> None:
         host, _ = split_host_port(self.settings.listen)
-        if self.settings.auth.mode == "local" and not is_loopback(host):
-            raise RuntimeError(
-                f"auth mode 'local' lets anyone call as {self.settings.auth.local_principal!r}; "
-                f"refusing to listen on {host}. Set MODELREG_AUTH__MODE=token or listen on "
-                "127.0.0.1."
-            )
+        refuse_exposed_local_mode(
+            self.settings.auth, host, refusing="listen on", fix="listen on 127.0.0.1"
+        )
 
     def _credentials(self) -> grpc.ServerCredentials | None:
         tls = self.settings.tls

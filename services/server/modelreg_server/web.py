@@ -27,8 +27,8 @@ from grpc import aio
 
 from modelreg.artifact.v1 import artifact_service_pb2
 from modelreg.client._methods import GROUPS, methods_of
-from modelreg_common.addresses import is_loopback, split_host_port
-from modelreg_common.auth import Authenticator
+from modelreg_common.addresses import split_host_port
+from modelreg_common.auth import Authenticator, refuse_exposed_local_mode
 from modelreg_common.errors import Unauthenticated
 from modelreg_common.forwarding import forwarding_metadata
 from modelreg_common.logs import get_logger
@@ -212,12 +212,12 @@ class WebGateway:
 
     async def start(self) -> None:
         host, port = split_host_port(self._settings.web_listen)
-        if self._settings.auth.mode == "local" and not is_loopback(host):
-            raise RuntimeError(
-                f"auth mode 'local' lets anyone call as {self._settings.auth.local_principal!r}; "
-                f"refusing to serve the web UI on {host}. Set MODELREG_AUTH__MODE=token or "
-                "MODELREG_WEB_LISTEN=127.0.0.1:8080."
-            )
+        refuse_exposed_local_mode(
+            self._settings.auth,
+            host,
+            refusing="serve the web UI on",
+            fix="MODELREG_WEB_LISTEN=127.0.0.1:8080",
+        )
         limit = self._settings.max_message_bytes
         options = [
             ("grpc.max_receive_message_length", limit),
