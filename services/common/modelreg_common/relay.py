@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 from grpc import aio
 
 from modelreg.events.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
 from modelreg_common.errors import DomainError
 from modelreg_common.logs import get_logger
 from modelreg_common.outbox import NOTIFY_CHANNEL
+from modelreg_common.timestamps import timestamp
 from modelreg_common.waits import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -146,12 +147,6 @@ FROM claimed c ORDER BY c.seq
 RELAY_STATEMENTS = (_CLAIM,)
 
 
-def _timestamp(value: Any) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 def _struct(value: Any) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     if isinstance(value, str):
@@ -170,7 +165,7 @@ def _event(row: asyncpg.Record, source: str) -> event_pb2.Event:
         source=source,
         type=row["type"],
         subject=row["subject"],
-        time=_timestamp(row["occurred_at"]),
+        time=timestamp(row["occurred_at"]),
         actor=row["actor"],
         request_id=row["request_id"],
         data=_struct(row["data"]),

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import grpc
-from google.protobuf import timestamp_pb2
 from grpc import aio
 from prometheus_client import CollectorRegistry, Counter
 
@@ -29,6 +28,7 @@ from modelreg_common.context import current_principal
 from modelreg_common.errors import InvalidArgument
 from modelreg_common.logs import get_logger
 from modelreg_common.names import parse_model_version
+from modelreg_common.timestamps import timestamp
 from modelreg_common.waits import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -77,12 +77,6 @@ class _Batch:
 
 def _hour(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 class UsageRecorder:
@@ -196,7 +190,7 @@ class UsageRecorder:
                         model_version=key.model_version,
                         principal=key.principal,
                         kind=key.kind,
-                        hour_start_time=_timestamp(key.hour_start),
+                        hour_start_time=timestamp(key.hour_start),
                         count=n,
                     )
                     for key, n in batch.counts.items()

@@ -6,10 +6,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2
 
 from modelreg.events.v1 import event_pb2, usage_pb2, webhook_pb2
 from modelreg_common.errors import InvalidArgument
+from modelreg_common.timestamps import timestamp
 from modelreg_events.domain.models import (
     Delivery,
     EventRecord,
@@ -35,12 +36,6 @@ _DELIVERY_STATES = {
     "SUCCEEDED": webhook_pb2.DELIVERY_STATE_SUCCEEDED,
     "DEAD_LETTER": webhook_pb2.DELIVERY_STATE_DEAD_LETTER,
 }
-
-
-def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def duration_ms(ms: float) -> duration_pb2.Duration:
